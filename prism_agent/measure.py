@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,11 +104,12 @@ def default_features_dir(meta: dict) -> Path:
 
 def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy: str | Proxy | None = None,
               fields: Fields = Fields(), features_dir: str | Path | None = None, skip_bad: bool = False,
-              shard_size: int = 256, limit: int | None = None, progress: Progress | None = None,
+              shard_size: int | None = None, limit: int | None = None, progress: Progress | None = None,
               step: Step | None = None):
     """Featurize a data file (or its first `limit` usable rows) into a store, resuming a partial one.
     Returns (store, stats)."""
     config = config or FeaturizerConfig()
+    shard_size = shard_size or int(os.environ.get("PRISM_AGENT_SHARD_SIZE", "256"))  # rows per commit
     path = resolve_data(path, step)
     report = scan(path, fields=fields, skip_bad=skip_bad)
     rows_wanted = min(report.rows, limit) if limit else report.rows
