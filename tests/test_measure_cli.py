@@ -73,11 +73,11 @@ def test_killed_measure_resumes_without_recomputing(tmp_path, tiny_llama_dir):
     proc.wait()
     done_before = len(list(store.glob("shard-*.npy")))
     assert 2 <= done_before < 5
-    r = subprocess.run(cmd + ["--json"], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])
     assert row["n"] == 40 and row["computed"] == 40 - 8 * done_before
-    fresh = subprocess.run(cmd[:-2] + ["--features-dir", str(tmp_path / "fresh"), "--json"], env=env,
+    fresh = subprocess.run([*cmd[:-2], "--features-dir", str(tmp_path / "fresh"), "--json"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert json.loads(fresh.stdout.strip().splitlines()[-1])["g_vendi"] == pytest.approx(row["g_vendi"], rel=1e-6)
     from prism_agent.gradients.store import FeatureStore

@@ -15,7 +15,8 @@ def _write(path, lines):
 
 def test_bad_lines_are_named_and_skippable(tmp_path):
     rows = [json.dumps({"id": "a", "prompt": "p", "response": "r"}) + "\n", "{not json\n",
-            json.dumps({"id": "c", "prompt": "p"}) + "\n", json.dumps({"id": "d", "prompt": "p", "response": "r"}) + "\n"]
+            json.dumps({"id": "c", "prompt": "p"}) + "\n",
+            json.dumps({"id": "d", "prompt": "p", "response": "r"}) + "\n"]
     f = _write(tmp_path / "d.jsonl", rows)
     with pytest.raises(BadInputError, match=r"2 bad row\(s\).*rows 2, 3"):
         scan(f)
