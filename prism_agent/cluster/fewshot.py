@@ -1,0 +1,81 @@
+"""Which pool samples become the few-shot examples of one generation prompt (METHOD §2.5).
+
+Modes:
+- "smallest" (default, the released helper): a random cluster among the smallest `smallest_fraction`
+  of non-empty clusters (at least one cluster), restricted to sparse ones when any of those are sparse,
+  so the examples sit where accepted candidates must land;
+- "sparse": a random non-empty cluster of the sparse set;
+- "pool": random samples of the whole pool, ignoring clusters (what the paper's released generation
+  script did), useful as the no-targeting baseline.
+
+Up to `shots` members are drawn without replacement and returned in random order. The choice depends on
+nothing but the inputs and `seed`, which may be a tuple such as (round, prompt index): a resumed run
+rebuilds the identical prompt, so its cached LLM call is replayed rather than paid for again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from prism_agent.cluster.config import FewShotMode
+from prism_agent.cluster.members import ClusterMembers
+from prism_agent.cluster.sparse import SparseSet
+
+
+@dataclass(frozen=True)
+class FewShotPick:
+    mode: FewShotMode
+    cluster: int | None  # None for mode "pool"
+    positions: np.ndarray  # pool positions (int64), in prompt order
+
+
+def candidate_clusters(
+    members: ClusterMembers,
+    sparse: SparseSet | None,
+    mode: FewShotMode,
+    smallest_fraction: float = 0.10,
+) -> np.ndarray:
+    """The clusters a "smallest"/"sparse" pick draws from (uniformly)."""
+    nonempty = members.sizes > 0
+    if mode == "sparse":
+        if sparse is None:
+            raise ValueError("mode 'sparse' needs the sparse set")
+        ids = np.flatnonzero(sparse.mask & nonempty)
+        return ids if ids.size else np.flatnonzero(nonempty)
+    count = max(1, math.floor(Fraction(repr(smallest_fraction)) * int(nonempty.sum())))
+    ids = members.smallest(count)
+    if sparse is not None:
+        in_sparse = ids[sparse.mask[ids]]
+        if in_sparse.size:
+            ids = in_sparse
+    return ids
+
+
+def pick_fewshot(
+    members: ClusterMembers,
+    sparse: SparseSet | None = None,
+    *,
+    seed: int | Sequence[int],
+    shots: int = 5,
+    mode: FewShotMode = "smallest",
+    smallest_fraction: float = 0.10,
+) -> FewShotPick:
+    if shots < 1:
+        raise ValueError("shots must be at least 1")
+    if members.n == 0:
+        raise ValueError("cannot pick few-shot examples from an empty pool")
+    rng = np.random.default_rng(seed)
+    if mode == "pool":
+        take = min(shots, members.n)
+        return FewShotPick(mode=mode, cluster=None, positions=rng.choice(members.n, size=take, replace=False))
+    clusters = candidate_clusters(members, sparse, mode, smallest_fraction)
+    cluster = int(clusters[rng.integers(clusters.size)])
+    pool = members.of(cluster)
+    take = min(shots, pool.size)
+    positions = pool[rng.choice(pool.size, size=take, replace=False)]
+    return FewShotPick(mode=mode, cluster=cluster, positions=positions.astype(np.int64))

@@ -1,0 +1,37 @@
+"""Who is in which cluster, for 1.5M rows without a Python list per cluster.
+
+A CSR layout (rows sorted by label, plus per-cluster offsets) costs one int64 per row and answers
+"members of cluster c" with a slice, which few-shot picking and the CLI both need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ClusterMembers:
+    def __init__(self, labels: np.ndarray, k: int):
+        labels = np.asarray(labels)
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must lie in [0, {k})")
+        self.k = int(k)
+        self.sizes = np.bincount(labels, minlength=k).astype(np.int64)
+        self._order = np.argsort(labels, kind="stable").astype(np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+
+    @property
+    def n(self) -> int:
+        return int(self._order.size)
+
+    def of(self, cluster: int) -> np.ndarray:
+        """Pool positions of the cluster's members, ascending (a view: do not modify)."""
+        if not 0 <= cluster < self.k:
+            raise IndexError(f"cluster {cluster} out of range [0, {self.k})")
+        return self._order[self._offsets[cluster] : self._offsets[cluster + 1]]
+
+    def smallest(self, count: int, *, nonempty: bool = True) -> np.ndarray:
+        """Cluster ids by ascending size (ties by id), the first `count`."""
+        ids = np.lexsort((np.arange(self.k), self.sizes))
+        if nonempty:
+            ids = ids[self.sizes[ids] > 0]
+        return ids[:count]
