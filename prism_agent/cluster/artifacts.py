@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from prism_agent.atomic import fsync_dir, write_atomic
 from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kchoice import KChoice
 from prism_agent.cluster.round import ClusterRound, FitRecord, build_round
@@ -62,23 +62,6 @@ def pool_fingerprint(source) -> str:
     return h.hexdigest()[:32]
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_round(root: str | Path, index: int, result: ClusterRound, *, fingerprint: str | None = None) -> Path:
     """Write round `index` under `root` and return its directory."""
     path = round_dir(root, index)
@@ -86,10 +69,10 @@ def save_round(root: str | Path, index: int, result: ClusterRound, *, fingerprin
     marker = path / MARKER
     if marker.exists():  # re-saving: uncommit first so a crash never pairs new arrays with an old marker
         marker.unlink()
-        _fsync_dir(path)
+        fsync_dir(path)
     arrays = {"centroids": result.centroids, "labels": result.labels, "cosines": result.cosines}
     for name, array in arrays.items():
-        _write_atomic(path / f"{name}.npy", lambda fh, a=array: np.save(fh, a))
+        write_atomic(path / f"{name}.npy", lambda fh, a=array: np.save(fh, a))
     record = {
         "format": FORMAT,
         "round": index,
@@ -109,9 +92,9 @@ def save_round(root: str | Path, index: int, result: ClusterRound, *, fingerprin
         },
         "inertia": result.inertia,
     }
-    _fsync_dir(path)
-    _write_atomic(marker, lambda fh: fh.write(json.dumps(record, indent=2).encode("utf-8")))
-    _fsync_dir(path)
+    fsync_dir(path)
+    write_atomic(marker, lambda fh: fh.write(json.dumps(record, indent=2).encode("utf-8")))
+    fsync_dir(path)
     return path
 
 

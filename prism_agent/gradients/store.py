@@ -16,7 +16,6 @@ than one shard in memory.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from prism_agent.atomic import fsync_dir, write_atomic
 from prism_agent.errors import BadInputError
 
 MANIFEST = "manifest.json"
@@ -48,23 +48,6 @@ class Shard:
         """What the writer recorded with the shard (e.g. rows consumed, rows skipped)."""
         path = self.ids_path.with_name(f"shard-{self.index:06d}.info.json")
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
-def _fsync_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FeatureStore:
@@ -101,7 +84,7 @@ class FeatureStore:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise BadInputError(f"cannot create feature store {root}: {exc.strerror}") from None
-            _fsync_write(path, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
+            write_atomic(path, lambda fh: fh.write(json.dumps(manifest, indent=2).encode()))
         return cls(root, dim, meta)
 
     @classmethod
@@ -184,10 +167,10 @@ class FeatureStore:
         payload = "".join(json.dumps(str(i)) + "\n" for i in ids).encode("utf-8")
         if info is not None:
             info_bytes = json.dumps(info).encode()
-            _fsync_write(self.root / f"shard-{index:06d}.info.json", lambda fh: fh.write(info_bytes))
-        _fsync_write(ids_path, lambda fh: fh.write(payload))
-        _fsync_write(array_path, lambda fh: np.save(fh, features))
-        _fsync_dir(self.root)
+            write_atomic(self.root / f"shard-{index:06d}.info.json", lambda fh: fh.write(info_bytes))
+        write_atomic(ids_path, lambda fh: fh.write(payload))
+        write_atomic(array_path, lambda fh: np.save(fh, features))
+        fsync_dir(self.root)
         shard = Shard(index, array_path, ids_path, features.shape[0])
         self._shards.append(shard)
         return shard
