@@ -149,3 +149,12 @@ def test_default_init_is_seeded_kmeanspp_on_a_subset():
     assert (fit.init, fit.init_size) == ("kmeans++", 200)
     assert same_partition(assign_nearest(x, fit.centroids).labels, truth)
     assert np.array_equal(fit.centroids, fit_spherical_kmeans(ArrayRows(x), 10, cfg).centroids)
+
+
+def test_thread_setting_is_restored():
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    x, _ = blobs(300, 3, 8, 0.1)
+    fit_spherical_kmeans(ArrayRows(x), 3, ClusterConfig(threads=before + 1))
+    assert faiss.omp_get_max_threads() == before
