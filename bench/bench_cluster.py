@@ -249,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         compare_sklearn(store, k, args, results)
 
     text = json.dumps(results, indent=2)
-    print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    print(text)
     return 0
 
 

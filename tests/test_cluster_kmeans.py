@@ -158,3 +158,14 @@ def test_thread_setting_is_restored():
     x, _ = blobs(300, 3, 8, 0.1)
     fit_spherical_kmeans(ArrayRows(x), 3, ClusterConfig(threads=before + 1))
     assert faiss.omp_get_max_threads() == before
+
+
+def test_torch_seeding_path_picks_the_same_seeds():
+    # The CUDA path of greedy k-means++ is the same loop in torch; run it on the CPU to check it.
+    from prism_agent.cluster.seeding import greedy_kmeanspp
+
+    x, _ = blobs(600, 12, 16, 0.8, seed=13)
+    unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    a = greedy_kmeanspp(unit, 25, np.random.default_rng(5))
+    b = greedy_kmeanspp(unit, 25, np.random.default_rng(5), torch_device="cpu")
+    assert a.tolist() == b.tolist()

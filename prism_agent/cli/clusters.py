@@ -233,8 +233,8 @@ def clusters(
     smallest: Annotated[int, typer.Option("--smallest", help="How many smallest clusters to show.")] = 10,
     members: Annotated[int, typer.Option("--members", help="Member samples shown per cluster.")] = 3,
     init: Annotated[
-        str, typer.Option("--init", help="Initialisation: random (faiss), kmeans++, first-k (paper code).")
-    ] = "random",
+        str, typer.Option("--init", help="Seeding: kmeans++ (greedy), random (faiss), first-k (paper code).")
+    ] = "kmeans++",
     seed: Annotated[int, typer.Option("--seed", help="Seed: training sample, init, shown members.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for faiss.")] = None,
     save: Annotated[
@@ -249,7 +249,7 @@ def clusters(
     if smallest < 0 or members < 0:
         raise BadInputError("--smallest and --members cannot be negative")
     if init not in ("random", "kmeans++", "first-k"):
-        raise BadInputError(f"--init must be random, kmeans++ or first-k, got {init!r}")
+        raise BadInputError(f"--init must be kmeans++, random or first-k, got {init!r}")
     if threads is not None and threads < 1:
         raise BadInputError("--threads must be at least 1")
     if seed < 0:

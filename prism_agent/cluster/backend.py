@@ -35,6 +35,17 @@ def use_gpu(device: Device) -> bool:
     return available
 
 
+def torch_cuda_device(device: Device) -> str | None:
+    """"cuda" when seeding should run on a GPU through torch (a core dependency), else None."""
+    if device == "cpu":
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return "cuda" if torch.cuda.is_available() else None
+
+
 @contextlib.contextmanager
 def faiss_threads(threads: int | None) -> Iterator[None]:
     """Limit faiss' OpenMP threads, and NumPy's BLAS threads where threadpoolctl is installed (seeding)."""

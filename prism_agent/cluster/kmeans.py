@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from prism_agent.cluster.backend import faiss_threads, use_gpu
+from prism_agent.cluster.backend import faiss_threads, torch_cuda_device, use_gpu
 from prism_agent.cluster.config import ClusterConfig, InitMethod
 from prism_agent.cluster.rows import Rows, normalized
 from prism_agent.cluster.seeding import greedy_kmeanspp
@@ -67,7 +67,7 @@ def kmeanspp_centroids(x: np.ndarray, k: int, config: ClusterConfig) -> tuple[np
     m = int(min(x.shape[0], max(k, k * config.init_points_per_centroid)))
     subset = np.sort(rng.choice(x.shape[0], size=m, replace=False)) if m < x.shape[0] else None
     pool = x if subset is None else x[subset]
-    seeds = greedy_kmeanspp(pool, k, rng)
+    seeds = greedy_kmeanspp(pool, k, rng, torch_device=torch_cuda_device(config.device))
     return np.ascontiguousarray(pool[seeds]), m
 
 
