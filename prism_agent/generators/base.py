@@ -1,0 +1,49 @@
+"""The one interface every text backend implements: an async batch of requests in, one result per
+request out, streamed in completion order so that callers (the replay cache) can record each result the
+moment it exists instead of when the whole batch is done."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+
+from prism_agent.errors import PrismError
+from prism_agent.generators.types import GenRequest, GenResult
+
+
+class GenerationError(PrismError):
+    """A request failed after its retry budget, or the backend refused it for good (bad model, auth)."""
+
+
+class Generator(ABC):
+    """A text backend. Subclasses set `kind` and implement `model_id` and `stream`."""
+
+    kind: str = ""
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """A stable name of what produces the text (backend kind + model), used in replay keys. It must not
+        depend on file paths or object identity, so a moved model folder still replays."""
+
+    @abstractmethod
+    def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
+        """Yield `(index, result)` as requests finish. If some requests fail for good, the others are
+        still yielded first and then `GenerationError` is raised: nothing is dropped silently."""
+
+    async def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        out: list[GenResult | None] = [None] * len(requests)
+        async for i, result in self.stream(requests):
+            out[i] = result
+        missing = [i for i, r in enumerate(out) if r is None]
+        if missing:  # a backend bug, not a user error: keep it loud
+            raise RuntimeError(f"{self.kind} backend returned no result for requests {missing[:5]}")
+        return out  # type: ignore[return-value]
+
+    def generate_sync(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        """For scripts and tests outside an event loop."""
+        return asyncio.run(self.generate(requests))
+
+    async def aclose(self) -> None:
+        """Release network clients; engines that hold a model keep it (they are reused across steps)."""

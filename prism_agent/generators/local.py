@@ -1,0 +1,219 @@
+"""`local`: embedded transformers generation, the default that works on a laptop with no GPU or server.
+
+Requests are expanded to one row per completion (n rows per request), sorted by prompt length and decoded
+in left-padded batches. Sampling happens in a logits processor with one `torch.Generator` per row, seeded
+from (request seed, completion index): a row's tokens then depend on its own seed, not on which other
+rows share its batch or on global RNG state, and each row may have its own temperature, top_p and
+max_tokens. The processor leaves exactly one finite logit per row, so transformers' greedy step takes the
+sampled token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.generators.base import Generator
+from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
+
+
+def row_seed(seed: int | None, index: int) -> int:
+    """Seed of completion `index` of a request: stable across processes (no Python `hash`)."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little") >> 1
+    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class _Row:
+    request: int
+    choice: int
+    ids: list[int]
+    temperature: float
+    top_p: float
+    max_new: int
+    seed: int
+    tokens: list[int] = field(default_factory=list)
+    finish: str = "length"
+
+
+class _RowSampler:
+    """A transformers logits processor that samples each row with its own generator and settings."""
+
+    def __init__(self, rows: list[_Row], eos_id: int, prompt_len: int, device: torch.device):
+        self.rows = rows
+        self.eos_id = eos_id
+        self.prompt_len = prompt_len
+        self.gens = []
+        for r in rows:
+            g = torch.Generator(device=device)
+            g.manual_seed(r.seed)
+            self.gens.append(g)
+        self.temps = torch.tensor([max(r.temperature, 1e-6) for r in rows], device=device).unsqueeze(1)
+        self.top_p = torch.tensor([r.top_p for r in rows], device=device).unsqueeze(1)
+        self.greedy = [r.temperature == 0.0 for r in rows]
+        self.max_new = [r.max_new for r in rows]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_len
+        logits = scores.float() / self.temps
+        probs = torch.softmax(logits, dim=-1)
+        if bool((self.top_p < 1.0).any()):
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            cum = sorted_p.cumsum(dim=-1)
+            drop = (cum - sorted_p) > self.top_p  # keep the smallest prefix whose mass reaches top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+        chosen = torch.empty(len(self.rows), dtype=torch.long, device=scores.device)
+        for i in range(len(self.rows)):
+            if step >= self.max_new[i]:
+                chosen[i] = self.eos_id
+            elif self.greedy[i]:
+                chosen[i] = scores[i].argmax()
+            else:
+                chosen[i] = torch.multinomial(probs[i], 1, generator=self.gens[i])[0]
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, chosen.unsqueeze(1), 0.0)
+        return out
+
+
+class _Engine:
+    """A loaded model shared by every role that names the same model, dtype and device."""
+
+    def __init__(self, cfg: LocalBackendConfig):
+        from prism_agent.gradients.proxy import load_proxy, resolve_proxy_path
+        from prism_agent.models.fingerprint import fingerprint
+        from prism_agent.models.registry import PINNED
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+        proxy = load_proxy(cfg.model, device=cfg.device, dtype=dtype)
+        self.model, self.tokenizer, self.device = proxy.model, proxy.tokenizer, proxy.device
+        folder, gguf, _ = resolve_proxy_path(cfg.model)
+        self.identity = cfg.model if cfg.model in PINNED else fingerprint(folder, gguf)
+        self.max_length = proxy.max_length
+        gen_cfg = getattr(self.model, "generation_config", None)
+        eos = self.tokenizer.eos_token_id
+        extra = getattr(gen_cfg, "eos_token_id", None) if gen_cfg is not None else None
+        extra = extra if isinstance(extra, list) else [extra] if extra is not None else []
+        self.eos_ids = {i for i in [eos, *extra] if i is not None}
+        self.eos_id = eos if eos is not None else next(iter(self.eos_ids))
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        self.lock = threading.Lock()  # one generate() at a time per model
+
+    def encode(self, request: GenRequest) -> list[int]:
+        text = self.tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode_batch(self, rows: list[_Row]) -> None:
+        """Generate every row of one batch in place (tokens and finish reason)."""
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        width = max(len(r.ids) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, width - len(r.ids):] = torch.tensor(r.ids)
+            mask[i, width - len(r.ids):] = 1
+        max_new = max(r.max_new for r in rows) + 1  # +1: the step that forces EOS after max_new tokens
+        max_new = max(1, min(max_new, self.max_length - width))
+        sampler = _RowSampler(rows, self.eos_id, width, self.device)
+        config = GenerationConfig(
+            do_sample=False, max_new_tokens=max_new, eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
+        )
+        with self.lock, torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                generation_config=config, logits_processor=LogitsProcessorList([sampler]),
+            )
+        new = out[:, width:].tolist()
+        for r, toks in zip(rows, new, strict=True):
+            kept: list[int] = []
+            finish = "length"
+            for t in toks:
+                if t in self.eos_ids:
+                    finish = "stop" if len(kept) < r.max_new else "length"
+                    break
+                kept.append(t)
+            r.tokens, r.finish = kept[: r.max_new], finish
+
+    def text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+_ENGINES: dict[tuple, _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(cfg: LocalBackendConfig) -> _Engine:
+    key = (cfg.model, cfg.dtype, cfg.device)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = _Engine(cfg)
+        return _ENGINES[key]
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class LocalGenerator(Generator):
+    kind = "local"
+
+    def __init__(self, cfg: LocalBackendConfig):
+        self.cfg = cfg
+        self._engine: _Engine | None = None
+
+    @property
+    def engine(self) -> _Engine:
+        if self._engine is None:
+            self._engine = _engine(self.cfg)
+        return self._engine
+
+    @property
+    def model_id(self) -> str:
+        return f"local/{self.engine.identity}"
+
+    async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
+        if not requests:
+            return
+        engine = await asyncio.to_thread(lambda: self.engine)
+        start = time.perf_counter()
+        prompt_ids = [engine.encode(r) for r in requests]
+        rows = [
+            _Row(request=i, choice=j, ids=prompt_ids[i], temperature=req.sampling.temperature,
+                 top_p=req.sampling.top_p, max_new=req.sampling.max_tokens, seed=row_seed(req.sampling.seed, j))
+            for i, req in enumerate(requests) for j in range(req.sampling.n)
+        ]
+        pending = {i: req.sampling.n for i, req in enumerate(requests)}
+        by_request: dict[int, list[_Row]] = {i: [] for i in pending}
+        order = sorted(rows, key=lambda r: (len(r.ids), r.max_new))
+        for b in range(0, len(order), self.cfg.batch_size):
+            batch = order[b : b + self.cfg.batch_size]
+            await asyncio.to_thread(engine.decode_batch, batch)
+            for r in batch:
+                by_request[r.request].append(r)
+                pending[r.request] -= 1
+                if pending[r.request] == 0:
+                    yield r.request, self._result(engine, requests[r.request], by_request.pop(r.request), start)
+
+    def _result(self, engine: _Engine, request: GenRequest, rows: list[_Row], start: float) -> GenResult:
+        completions = []
+        for r in sorted(rows, key=lambda r: r.choice):
+            text, stopped = _cut_at_stop(engine.text(r.tokens), request.sampling.stop)
+            completions.append(Completion(text=text, finish_reason="stop" if stopped else r.finish,
+                                          completion_tokens=len(r.tokens)))
+        usage = Usage(prompt_tokens=len(rows[0].ids), completion_tokens=sum(c.completion_tokens for c in completions))
+        return GenResult(completions=completions, usage=usage, latency_s=time.perf_counter() - start,
+                         model=self.model_id, native_choices=len(completions), calls=1)

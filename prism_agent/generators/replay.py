@@ -1,0 +1,109 @@
+"""Never pay twice: every completed call is written to SQLite (and committed) before its result is
+used, so a resumed run replays it instead of calling the backend again.
+
+The key is the sha256 of a canonical JSON of (model id, request): the request's pydantic form with sorted
+keys, so it depends on neither object identity, dict order nor file paths. Requests without a seed are
+replayed too; the loop always sets seeds so that repeated prompts stay distinct requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from prism_agent.generators.base import Generator
+from prism_agent.generators.types import GenRequest, GenResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def request_key(model_id: str, request: GenRequest) -> str:
+    payload = {"model": model_id, "request": request.model_dump(mode="json")}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ReplayStore:
+    """The run's call log. One connection shared by the backends of every role, guarded by a lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed call survives kill -9 and power loss
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> GenResult | None:
+        with self._lock:
+            row = self._db.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
+        return GenResult.model_validate_json(row[0]) if row else None
+
+    def put(self, key: str, model_id: str, request: GenRequest, result: GenResult) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls (key, model, request, result, created) VALUES (?, ?, ?, ?, ?)",
+                (key, model_id, request.model_dump_json(), result.model_dump_json(), time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class ReplayingGenerator(Generator):
+    """Wraps a backend: hits come from the store, misses go to the backend (identical requests in one batch
+    are sent once) and are recorded the moment each finishes."""
+
+    def __init__(self, inner: Generator, store: ReplayStore):
+        self.inner = inner
+        self.store = store
+        self.kind = inner.kind
+        self.backend_requests = 0  # requests passed to the backend (what replay saves)
+        self.replayed = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
+        model_id = self.model_id
+        keys = [request_key(model_id, r) for r in requests]
+        waiting: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            cached = self.store.get(key)
+            if cached is not None:
+                self.replayed += 1
+                yield i, cached.model_copy(update={"replayed": True})
+            else:
+                waiting.setdefault(key, []).append(i)
+        if not waiting:
+            return
+        todo = [(key, idx[0]) for key, idx in waiting.items()]
+        self.backend_requests += len(todo)
+        async for j, result in self.inner.stream([requests[i] for _, i in todo]):
+            key, first = todo[j]
+            self.store.put(key, model_id, requests[first], result)
+            for i in waiting[key]:
+                yield i, result

@@ -1,0 +1,98 @@
+"""What crosses the generator boundary: requests (chat messages or a raw prompt, plus sampling) and
+results (n completions with finish reasons, token usage and latency).
+
+Every type is a frozen, strict pydantic model so that a request has one canonical JSON form: the replay
+cache hashes that form, so two equal requests built anywhere, in any process, share one key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "error"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Role
+    content: str
+
+
+class Sampling(BaseModel):
+    """Sampling settings of one request. `seed=None` means the backend's own randomness (not replayable
+    across backends, but still recorded and replayed by the cache)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(1, ge=1, le=256)
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, ge=1)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    stop: tuple[str, ...] = ()
+
+
+class GenRequest(BaseModel):
+    """One call: chat `messages`, or a raw `prompt` for completions mode (a prompt sent to a chat backend
+    becomes a single user message)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: tuple[Message, ...] = ()
+    prompt: str | None = None
+    sampling: Sampling = Sampling()
+
+    @model_validator(mode="after")
+    def _one_input(self) -> GenRequest:
+        if bool(self.messages) == (self.prompt is not None):
+            raise ValueError("a request has either messages or a prompt, not both and not neither")
+        return self
+
+    @classmethod
+    def chat(cls, messages: list[dict] | list[Message], **sampling) -> GenRequest:
+        msgs = tuple(m if isinstance(m, Message) else Message(**m) for m in messages)
+        return cls(messages=msgs, sampling=Sampling(**sampling))
+
+    def as_messages(self) -> list[dict]:
+        if self.messages:
+            return [m.model_dump() for m in self.messages]
+        return [{"role": "user", "content": self.prompt or ""}]
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    finish_reason: FinishReason
+    completion_tokens: int = 0
+
+
+class GenResult(BaseModel):
+    """The answer to one request. `native_choices` is how many of the n completions the backend returned
+    in its first call: fewer than n means the server ignored n and the rest were topped up with further
+    calls. `calls` counts backend calls including retries; `replayed` marks a result from the cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completions: list[Completion]
+    usage: Usage = Usage()
+    latency_s: float = 0.0
+    model: str = ""
+    native_choices: int = 0
+    calls: int = 1
+    replayed: bool = False
+
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.completions]
