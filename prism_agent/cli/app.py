@@ -11,6 +11,7 @@ import sys
 import click
 import typer
 
+from prism_agent.cli.backends_cmd import backends_app
 from prism_agent.cli.clusters import clusters
 from prism_agent.cli.console import err, quiet_libraries
 from prism_agent.cli.data_cmd import data_app
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(backends_app, name="backends")
 app.command("measure")(measure)
 app.command("clusters")(clusters)
 

@@ -42,8 +42,15 @@ class Generator(ABC):
         return out  # type: ignore[return-value]
 
     def generate_sync(self, requests: Sequence[GenRequest]) -> list[GenResult]:
-        """For scripts and tests outside an event loop."""
-        return asyncio.run(self.generate(requests))
+        """For scripts and tests outside an event loop. Network clients belong to the loop this makes, so
+        they are closed before it ends (the next call opens new ones)."""
+        return asyncio.run(self._generate_and_close(requests))
+
+    async def _generate_and_close(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        try:
+            return await self.generate(requests)
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Release network clients; engines that hold a model keep it (they are reused across steps)."""

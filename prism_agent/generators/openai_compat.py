@@ -66,6 +66,7 @@ class OpenAIGenerator(Generator):
         self.backoff = Backoff(cfg.backoff_base_s, cfg.backoff_max_s)
         self.rng = rng or random.Random()
         self.stats = CallStats()
+        self._verified = False
 
     @property
     def model_id(self) -> str:
@@ -73,7 +74,9 @@ class OpenAIGenerator(Generator):
 
     @property
     def limiter(self) -> AdaptiveLimiter:
-        self._bind_loop()
+        """The admission policy of the current event loop (kept after the loop ends, for inspection)."""
+        if self._limiter is None:
+            self._bind_loop()
         assert self._limiter is not None
         return self._limiter
 
@@ -94,12 +97,30 @@ class OpenAIGenerator(Generator):
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
-            self._client, self._loop = None, None
+            self._client, self._loop = None, None  # the limiter stays readable until the next loop binds
 
     async def served_models(self) -> list[str]:
         self._bind_loop()
         page = await self._client.models.list()
         return sorted(m.id for m in page.data)
+
+    async def _verify_model(self) -> None:
+        """Some servers (llama.cpp) answer for any model name with the one they have: a misspelt model would
+        then go unnoticed. So the model is looked up in `/models` once; servers without that route pass."""
+        if self._verified:
+            return
+        try:
+            served = await self.served_models()
+        except Exception as exc:  # listing is optional in the protocol; connection errors surface on the call
+            import openai
+
+            if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+                raise GenerationError(await self._explain(exc, f"{exc.status_code} authentication failed", 1)) from None
+            served = []
+        if served and self.cfg.model not in served:
+            raise GenerationError(f"{self.cfg.base_url}: model {self.cfg.model!r} is not served here; "
+                                  f"it serves: {', '.join(served)}")
+        self._verified = True
 
     # ---- one HTTP call ------------------------------------------------------------------------------
 
@@ -152,6 +173,7 @@ class OpenAIGenerator(Generator):
 
     async def _call(self, request: GenRequest, n: int, seed: int | None) -> _Call:
         """One logical call with retries; each attempt holds one concurrency slot."""
+        self._bind_loop()
         limiter = self.limiter
         attempt = 0
         while True:
@@ -227,6 +249,7 @@ class OpenAIGenerator(Generator):
         if not requests:
             return
         self._bind_loop()
+        await self._verify_model()
 
         async def run(i: int, req: GenRequest) -> tuple[int, GenResult | GenerationError]:
             try:

