@@ -26,7 +26,7 @@ class FaultInjector:
         self.script = list(script or [])  # faults for the first POSTs, in order ("ok" = pass through)
         self.rng = random.Random(seed)
         self.counts: dict[str, int] = {f: 0 for f in (*FAULTS, "ok")}
-        self.arrivals: list[tuple[float, str]] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time, fault) of each POST
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -71,7 +71,8 @@ class FaultInjector:
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             fault = self._pick(method)
             self.counts[fault] += 1
-            self.arrivals.append((time.monotonic(), fault))
+            if method == "POST":
+                self.arrivals.append((time.monotonic(), fault))
             if fault == "drop":
                 writer.transport.abort()
                 return
