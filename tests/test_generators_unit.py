@@ -168,3 +168,12 @@ def test_limiter_bounds_in_flight_calls_and_adapts():
         assert lim.allowed == 1
 
     asyncio.run(scenario())
+
+
+def test_usage_split_over_choices_adds_up():
+    from prism_agent.generators.openai_compat import split_tokens
+
+    assert sum(split_tokens(42, [17, 30, 25, 20])) == 42
+    assert split_tokens(5, [0, 0]) in ([3, 2], [2, 3])
+    assert split_tokens(10, [1, 9]) == [1, 9]
+    assert split_tokens(0, [4]) == [0] and split_tokens(3, []) == []

@@ -36,6 +36,20 @@ def api_key(cfg: OpenAIBackendConfig) -> str:
     return value
 
 
+def split_tokens(total: int, weights: list[int]) -> list[int]:
+    """`usage` counts tokens per call, not per choice: share them by text length (largest remainder, so the
+    shares add up to the total exactly)."""
+    if not weights:
+        return []
+    w = [max(0, x) for x in weights]
+    norm = sum(w) or len(w)
+    raw = [total * (x if sum(w) else 1) / norm for x in w]
+    shares = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - shares[i], reverse=True)[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
 @dataclass
 class _Call:
     """What one successful call returned."""
@@ -163,11 +177,10 @@ class OpenAIGenerator(Generator):
         u = getattr(resp, "usage", None)
         usage = Usage(prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
                       completion_tokens=getattr(u, "completion_tokens", 0) or 0)
-        total_chars = sum(len(t) for t, _ in texts) or 1
+        shares = split_tokens(usage.completion_tokens, [len(t) for t, _ in texts])
         completions = [
-            Completion(text=t, finish_reason=_FINISH.get(f or "stop", "stop"),
-                       completion_tokens=round(usage.completion_tokens * len(t) / total_chars))
-            for t, f in texts
+            Completion(text=t, finish_reason=_FINISH.get(f or "stop", "stop"), completion_tokens=k)
+            for (t, f), k in zip(texts, shares, strict=True)
         ]
         return completions, usage
 
