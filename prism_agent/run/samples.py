@@ -1,0 +1,103 @@
+"""Accepted samples: an append-only JSONL file plus a commit log that says how much of it counts.
+
+A round appends its rows, fsyncs, then appends one commit record (byte offset, row count, round) and
+fsyncs that. The commit record is the commit point: on open, bytes past the last commit (a killed round)
+are cut off, and a torn last commit line is ignored. So a killed run loses at most the round in flight,
+whose LLM calls the replay log still has, and never doubles a row. Reading streams; nothing holds the
+whole file in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from prism_agent.atomic import fsync_dir
+
+
+@dataclass(frozen=True)
+class Commit:
+    seq: int
+    round: int
+    bytes: int
+    count: int
+    features: int  # rows in the feature store at this commit (seeds + accepted)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+class SampleLog:
+    def __init__(self, data: Path, commits: Path):
+        self.data = Path(data)
+        self.commits_path = Path(commits)
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        self.last = self._recover()
+
+    def _recover(self) -> Commit:
+        last = Commit(seq=0, round=0, bytes=0, count=0, features=0)
+        good_bytes = 0
+        if self.commits_path.exists():
+            with self.commits_path.open("rb") as fh:
+                for line in fh:
+                    if not line.endswith(b"\n"):
+                        break  # torn write: not committed
+                    try:
+                        last = Commit(**json.loads(line))
+                    except (ValueError, TypeError):
+                        break
+                    good_bytes += len(line)
+            if self.commits_path.stat().st_size != good_bytes:
+                with self.commits_path.open("r+b") as fh:
+                    fh.truncate(good_bytes)
+        if self.data.exists() and self.data.stat().st_size != last.bytes:
+            if self.data.stat().st_size < last.bytes:
+                raise RuntimeError(f"{self.data} is shorter than its last commit: the run directory was damaged")
+            with self.data.open("r+b") as fh:
+                fh.truncate(last.bytes)
+                os.fsync(fh.fileno())
+        return last
+
+    @property
+    def count(self) -> int:
+        return self.last.count
+
+    def append(self, rows: list[dict], *, round_index: int, features: int) -> Commit:
+        """Append rows and commit them as one unit (all or nothing across a kill)."""
+        payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        with self.data.open("ab") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        commit = Commit(seq=self.last.seq + 1, round=round_index, bytes=self.last.bytes + len(payload),
+                        count=self.last.count + len(rows), features=features)
+        with self.commits_path.open("ab") as fh:
+            fh.write((commit.to_json() + "\n").encode())
+            fh.flush()
+            os.fsync(fh.fileno())
+        fsync_dir(self.data.parent)
+        self.last = commit
+        return commit
+
+    def __iter__(self) -> Iterator[dict]:
+        if not self.data.exists():
+            return
+        left = self.last.bytes
+        with self.data.open("rb") as fh:
+            for line in fh:
+                if left <= 0:
+                    break
+                left -= len(line)
+                yield json.loads(line)
+
+    def commits(self) -> list[Commit]:
+        if not self.commits_path.exists():
+            return []
+        out = []
+        with self.commits_path.open("rb") as fh:
+            for line in fh:
+                out.append(Commit(**json.loads(line)))
+        return out
