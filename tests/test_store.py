@@ -32,3 +32,17 @@ def test_uncommitted_shard_is_dropped_and_meta_is_checked(tmp_path):
         FeatureStore.open(tmp_path, dim=2, meta={"k": 2})
     with pytest.raises(ValueError):
         again.append(["x"], np.ones((1, 3), np.float32))
+
+
+def test_truncate_drops_whole_shards_from_the_end(tmp_path):
+    store = FeatureStore.open(tmp_path / "s", dim=4, meta={"k": 1})
+    for i in range(3):
+        store.append([f"{i}a", f"{i}b"], np.full((2, 4), i, dtype=np.float32))
+    assert store.truncate(6) == 0 and len(store) == 6
+    assert store.truncate(4) == 2
+    again = FeatureStore.open(tmp_path / "s", dim=4, meta={"k": 1})
+    assert len(again) == 4 and again.ids() == ["0a", "0b", "1a", "1b"]
+    with pytest.raises(BadInputError, match="inside shard"):
+        again.truncate(3)
+    again.append(["2x"], np.ones((1, 4), dtype=np.float32))  # numbering continues without a gap
+    assert FeatureStore.load(tmp_path / "s").ids()[-1] == "2x"

@@ -15,8 +15,10 @@ from prism_agent.cli.backends_cmd import backends_app
 from prism_agent.cli.clusters import clusters
 from prism_agent.cli.console import err, quiet_libraries
 from prism_agent.cli.data_cmd import data_app
+from prism_agent.cli.decontam_cmd import decontam
 from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
+from prism_agent.cli.run_cmd import run
 from prism_agent.errors import PrismError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app.add_typer(data_app, name="data")
 app.add_typer(backends_app, name="backends")
 app.command("measure")(measure)
 app.command("clusters")(clusters)
+app.command("run")(run)
+app.command("decontam")(decontam)
 
 
 def main(argv: list[str] | None = None) -> None:

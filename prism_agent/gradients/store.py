@@ -174,3 +174,21 @@ class FeatureStore:
         shard = Shard(index, array_path, ids_path, features.shape[0])
         self._shards.append(shard)
         return shard
+
+    def truncate(self, rows: int) -> int:
+        """Drop whole shards from the end until at most `rows` remain; return how many rows were dropped.
+
+        The generation loop appends one shard per committed round, so a kill between the feature append
+        and the sample commit leaves exactly one surplus shard, which resume removes here."""
+        dropped = 0
+        while self._shards and len(self) > rows:
+            shard = self._shards[-1]
+            if len(self) - shard.rows < rows:
+                raise BadInputError(f"feature store {self.root}: cannot cut at row {rows} inside shard {shard.index}")
+            info = shard.ids_path.with_name(f"shard-{shard.index:06d}.info.json")
+            for path in (shard.array_path, shard.ids_path, info):  # the array first: it marks a shard complete
+                path.unlink(missing_ok=True)
+            fsync_dir(self.root)
+            self._shards.pop()
+            dropped += shard.rows
+        return dropped

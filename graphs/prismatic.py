@@ -1,0 +1,131 @@
+"""The Prismatic loop as a LangGraph state machine (METHOD §2, DESIGN "data flow of one round").
+
+    prepare → measure ─┬─▶ END (target reached, or `patience` rounds in a row accepted nothing)
+                       └─▶ cluster → generate → vote → reject → decontaminate → commit → measure …
+
+`generate` picks few-shot examples from sparse clusters and writes the prompts; `reject` featurizes the
+voted candidates and keeps those nearest a sparse centroid. The state holds only small things (the run
+directory, counters, the last metrics); samples, candidates and features live in the run directory, and
+every node is idempotent over it, so LangGraph's SQLite checkpointer (in the run directory, thread id =
+run id) can resume a killed run at the node that was running.
+
+`graph` (compiled without a checkpointer) is what `langgraph.json` exposes; `prism-agent run` compiles
+`builder` with the run's checkpointer. Nodes need the run opened in this process (`RunContext.open`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from prism_agent.loop import steps
+
+
+class LoopState(TypedDict, total=False):
+    run_dir: str
+    round: int  # the last round started
+    accepted: int
+    target: int
+    pool: int
+    g_vendi: float
+    g_vendi_history: list[float]
+    idle_rounds: int  # rounds in a row that accepted nothing
+    stop_reason: str
+    last: dict  # the funnel of the last round
+
+
+def _ctx(state: LoopState):
+    from prism_agent.loop.context import RunContext
+
+    return RunContext.of(state["run_dir"])
+
+
+def prepare(state: LoopState) -> LoopState:
+    ctx = _ctx(state)
+    info = steps.prepare(ctx)
+    steps.reconcile(ctx)
+    ctx.events.emit("prepare", **info)
+    return {"target": ctx.target, "accepted": ctx.pool.accepted.count, "pool": info["pool"],
+            "round": state.get("round", ctx.pool.accepted.last.round), "idle_rounds": state.get("idle_rounds", 0)}
+
+
+def measure(state: LoopState) -> LoopState:
+    ctx = _ctx(state)
+    m = steps.measure(ctx)
+    history = [*state.get("g_vendi_history", []), m["g_vendi"]][-200:]
+    ctx.events.emit("measure", round=state.get("round", 0), **m)
+    return {"g_vendi": m["g_vendi"], "g_vendi_history": history, "pool": m["pool"],
+            "accepted": ctx.pool.accepted.count, "target": ctx.target}
+
+
+def route(state: LoopState) -> str:
+    ctx = _ctx(state)
+    if ctx.pool.accepted.count >= ctx.target:
+        return "done"
+    if state.get("idle_rounds", 0) >= ctx.cfg.patience:
+        return "stuck"
+    return "next"
+
+
+def finish(state: LoopState) -> LoopState:
+    ctx = _ctx(state)
+    reason = "target reached" if ctx.pool.accepted.count >= ctx.target else (
+        f"no sample accepted in {ctx.cfg.patience} rounds in a row")
+    ctx.events.emit("stop", reason=reason, accepted=ctx.pool.accepted.count, target=ctx.target)
+    return {"stop_reason": reason}
+
+
+def cluster(state: LoopState) -> LoopState:
+    r = state.get("round", 0) + 1
+    ctx = _ctx(state)
+    info = steps.cluster(ctx, r)
+    ctx.events.emit("cluster", round=r, **info)
+    return {"round": r, "last": {"round": r, "started": time.time(), "cluster": info}}
+
+
+def _step(name: str, fn):
+    def node(state: LoopState) -> LoopState:
+        ctx = _ctx(state)
+        info = fn(ctx, state["round"])
+        ctx.events.emit(name, round=state["round"], **info)
+        return {"last": {**state.get("last", {}), name: info}}
+
+    node.__name__ = name
+    return node
+
+
+
+def commit(state: LoopState) -> LoopState:
+    ctx = _ctx(state)
+    info = steps.commit(ctx, state["round"])
+    last = {**state.get("last", {}), "commit": info}
+    ctx.events.emit("round", round=state["round"], funnel=last, accepted=ctx.pool.accepted.count,
+                    target=ctx.target)
+    idle = 0 if info["accepted"] or info.get("already") else state.get("idle_rounds", 0) + 1
+    return {"last": last, "accepted": ctx.pool.accepted.count, "idle_rounds": idle}
+
+
+
+builder = StateGraph(LoopState)
+builder.add_node("prepare", prepare)
+builder.add_node("measure", measure)
+builder.add_node("cluster", cluster)
+builder.add_node("generate", _step("generate", steps.generate))
+builder.add_node("vote", _step("vote", steps.vote))
+builder.add_node("reject", _step("reject", steps.reject))
+builder.add_node("decontaminate", _step("decontaminate", steps.decontaminate))
+builder.add_node("commit", commit)
+builder.add_node("finish", finish)
+builder.add_edge(START, "prepare")
+builder.add_edge("prepare", "measure")
+builder.add_conditional_edges("measure", route, {"next": "cluster", "done": "finish", "stuck": "finish"})
+builder.add_edge("cluster", "generate")
+builder.add_edge("generate", "vote")
+builder.add_edge("vote", "reject")
+builder.add_edge("reject", "decontaminate")
+builder.add_edge("decontaminate", "commit")
+builder.add_edge("commit", "measure")
+builder.add_edge("finish", END)
+graph = builder.compile()

@@ -1,0 +1,96 @@
+"""Everything a round needs, built once per process from the run directory and cached by its path.
+
+LangGraph state holds only the run directory; nodes call `RunContext.of(run_dir)` and get the loaded
+proxy, the role backends (behind the run's replay log), the task, the pool and the event log. Heavy parts
+load lazily, so `status` and a resume that has nothing left to do stay cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from prism_agent.config.run import RunConfig
+from prism_agent.run.events import EventLog
+from prism_agent.run.manifest import Manifest, open_manifest
+from prism_agent.run.paths import RunPaths
+from prism_agent.run.pool import Pool
+
+_CONTEXTS: dict[str, RunContext] = {}
+_LOCK = threading.Lock()
+
+
+class RunContext:
+    def __init__(self, root: Path, cfg: RunConfig, *, allow_config_change: bool = False):
+        self.paths = RunPaths(Path(root))
+        self.cfg = cfg
+        self.manifest: Manifest = open_manifest(self.paths, cfg, allow_config_change=allow_config_change)
+        self.pool = Pool(self.paths)
+        self.events = EventLog(self.paths.events)
+
+    @classmethod
+    def open(cls, root: Path, cfg: RunConfig, *, allow_config_change: bool = False) -> RunContext:
+        ctx = cls(root, cfg, allow_config_change=allow_config_change)
+        with _LOCK:
+            _CONTEXTS[str(Path(root).resolve())] = ctx
+        return ctx
+
+    @classmethod
+    def of(cls, root: str | Path) -> RunContext:
+        with _LOCK:
+            try:
+                return _CONTEXTS[str(Path(root).resolve())]
+            except KeyError:
+                raise RuntimeError(f"run {root} was not opened in this process (RunContext.open)") from None
+
+    @property
+    def target(self) -> int:
+        return self.manifest.target
+
+    @cached_property
+    def task(self):
+        from prism_agent.tasks.registry import get_task
+
+        return get_task(self.cfg.task)
+
+    @cached_property
+    def replay(self):
+        from prism_agent.generators import ReplayStore
+
+        return ReplayStore(self.paths.calls)
+
+    @cached_property
+    def roles(self):
+        from prism_agent.generators import make_role_generators
+
+        return make_role_generators(self.cfg.roles, replay=self.replay)
+
+    @cached_property
+    def proxy(self):
+        import torch
+
+        from prism_agent.gradients.proxy import load_proxy
+
+        torch.set_num_threads(self.cfg.featurizer.threads)
+        return load_proxy(self.cfg.proxy, device=self.cfg.featurizer.device, dtype=torch.float32)
+
+    @cached_property
+    def featurizer(self):
+        from prism_agent.gradients.base import make_featurizer
+
+        return make_featurizer(self.proxy, self.cfg.featurizer)
+
+    def feature_store(self):
+        from prism_agent.gradients.store import FeatureStore
+
+        meta = {"proxy": self.proxy.name, "featurizer": self.cfg.featurizer.identity(), "run": self.manifest.run_id}
+        return FeatureStore.open(self.paths.features, dim=self.cfg.featurizer.dim, meta=meta)
+
+    @cached_property
+    def decontaminator(self):
+        from prism_agent.decontam.benchmarks import load_all
+        from prism_agent.decontam.decontaminator import Decontaminator
+
+        names = list(self.cfg.benchmarks or self.task.benchmarks)
+        return Decontaminator(self.task, load_all(names, self.task), self.cfg.decontam, judge=self.roles["judge"])

@@ -1,0 +1,257 @@
+"""One round of the Prismatic loop as steps over files (METHOD §2 steps 3–9).
+
+Each step reads the previous step's file in the round folder and writes its own: `<step>.jsonl` (the rows
+it keeps) then `<step>.json` (its counts), both atomically. A step whose `.json` exists is done and is
+not run again, so a run killed anywhere resumes at the first unfinished step; LLM calls inside a step
+that was cut short are replayed from the run's call log, never paid twice. Only `commit` touches the
+pool, and it is idempotent through the sample log's commit records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from prism_agent.atomic import write_atomic
+from prism_agent.data.reader import Sample
+from prism_agent.generators import GenerationError, GenRequest
+from prism_agent.loop.context import RunContext
+from prism_agent.run.pool import Pool, count_rows, sample_seeds
+from prism_agent.tasks.generation import fewshot_prompt, parse_candidates
+
+
+def derive_seed(*parts: object) -> int:
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+# ---- files of a round ------------------------------------------------------------------------------------
+
+
+def _rows_path(ctx: RunContext, r: int, step: str) -> Path:
+    return ctx.paths.round_dir(r) / f"{step}.jsonl"
+
+
+def _summary_path(ctx: RunContext, r: int, step: str) -> Path:
+    return ctx.paths.round_dir(r) / f"{step}.json"
+
+
+def done(ctx: RunContext, r: int, step: str) -> dict | None:
+    path = _summary_path(ctx, r, step)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_rows(ctx: RunContext, r: int, step: str) -> list[dict]:
+    path = _rows_path(ctx, r, step)
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _finish(ctx: RunContext, r: int, step: str, rows: list[dict], summary: dict) -> dict:
+    ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows).encode("utf-8")
+    write_atomic(_rows_path(ctx, r, step), lambda fh: fh.write(payload))
+    data = json.dumps(summary).encode()
+    write_atomic(_summary_path(ctx, r, step), lambda fh: fh.write(data))
+    return summary
+
+
+def _featurize(ctx: RunContext, rows: list[dict]) -> tuple[np.ndarray, list[int]]:
+    """Features of (prompt, response) rows and the indices of the rows that could be featurized."""
+    from prism_agent.gradients.render import encode
+
+    proxy = ctx.proxy
+    encoded, kept = [], []
+    for i, row in enumerate(rows):
+        enc = encode(proxy.tokenizer, row["prompt"], row.get("response", ""), proxy.max_length)
+        if enc is not None:
+            encoded.append(enc)
+            kept.append(i)
+    if not encoded:
+        return np.zeros((0, ctx.cfg.featurizer.dim), dtype=np.float32), kept
+    return ctx.featurizer.featurize(encoded), kept
+
+
+# ---- before the first round --------------------------------------------------------------------------------
+
+
+def prepare(ctx: RunContext) -> dict:
+    """Seed the pool (a reproducible sample of the seed sets) and featurize it, once per run."""
+    store = ctx.feature_store()
+    if not ctx.pool.has_seeds:
+        sources = list(ctx.cfg.seeds or ctx.task.seeds)
+        rows = sample_seeds(sources, ctx.cfg.seed_rows(count_rows(sources)), ctx.cfg.seed)
+        ctx.pool.write_seeds(rows)
+    seeds = ctx.pool.seed_count()
+    committed = ctx.pool.accepted.last.features
+    if committed == 0 and len(store) != seeds:
+        store.truncate(0)
+        rows = list(ctx.pool.iter_seeds())
+        feats, kept = _featurize(ctx, rows)
+        if len(kept) != len(rows):  # seed rows too long for the proxy: drop them from the pool too
+            ctx.pool.write_seeds([rows[i] for i in kept])
+            rows = [rows[i] for i in kept]
+        store.append([r["id"] for r in rows], feats, info={"kind": "seeds"})
+        seeds = len(rows)
+    return {"seeds": seeds, "pool": len(store)}
+
+
+def reconcile(ctx: RunContext) -> None:
+    """Undo what a killed commit left: feature shards past the last committed sample record."""
+    store = ctx.feature_store()
+    want = ctx.pool.accepted.last.features or ctx.pool.seed_count()
+    if len(store) > want:
+        store.truncate(want)
+
+
+# ---- the round's steps ---------------------------------------------------------------------------------------
+
+
+def measure(ctx: RunContext) -> dict:
+    from prism_agent.measure import g_vendi_of_store
+
+    store = ctx.feature_store()
+    res = g_vendi_of_store(store)
+    return {"g_vendi": res.q1, "g_vendi_q2": res.q2, "pool": len(store)}
+
+
+def cluster(ctx: RunContext, r: int) -> dict:
+    from prism_agent.cluster.artifacts import load_or_build_round
+
+    round_, _ = load_or_build_round(ctx.feature_store(), ctx.cfg.cluster, ctx.paths.clusters, r)
+    return {"k": round_.k, "sparse": int(round_.sparse.mask.sum()), "pool": round_.n}
+
+
+def _cluster_round(ctx: RunContext, r: int):
+    from prism_agent.cluster.artifacts import load_round
+
+    return load_round(ctx.paths.clusters, r, mmap=True)
+
+
+def generate(ctx: RunContext, r: int) -> dict:
+    if (summary := done(ctx, r, "generate")) is not None:
+        return summary
+    cfg, gen = ctx.cfg, ctx.cfg.generation
+    round_ = _cluster_round(ctx, r)
+    picks = [round_.pick_fewshot([cfg.seed, r, j], shots=gen.shots) for j in range(cfg.requests_per_round())]
+    rows = ctx.pool.rows_at(p for pick in picks for p in pick.positions)
+    requests = []
+    for j, pick in enumerate(picks):
+        examples = [Pool.as_sample(rows[int(p)]) for p in pick.positions]
+        requests.append(GenRequest.chat(
+            [{"role": "user", "content": fewshot_prompt(ctx.task, examples, gen.num_new)}], n=1,
+            temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_tokens, seed=derive_seed(cfg.seed, r, j)))
+    started = time.perf_counter()
+    results = asyncio.run(ctx.roles["generator"].generate(requests))
+    seconds = time.perf_counter() - started
+    out, blocks = [], 0
+    for j, (pick, res) in enumerate(zip(picks, results, strict=True)):
+        shown = {rows[int(p)]["prompt"].strip() for p in pick.positions}
+        for k, prompt in enumerate(parse_candidates(ctx.task, res.texts[0])):
+            blocks += 1
+            if prompt in shown:  # a copied few-shot example is not a new sample
+                continue
+            cluster_id = None if pick.cluster is None else int(pick.cluster)
+            out.append({"id": f"r{r:05d}-{j:05d}-{k}", "prompt": prompt, "round": r, "request": j,
+                        "cluster": cluster_id, "fewshot": [rows[int(p)]["id"] for p in pick.positions]})
+    tokens = sum(x.usage.completion_tokens for x in results)
+    return _finish(ctx, r, "generate", out, {
+        "requests": len(requests), "generated": blocks, "parsed": len(out), "tokens": tokens,
+        "seconds": seconds, "replayed": sum(x.replayed for x in results)})
+
+
+def vote(ctx: RunContext, r: int) -> dict:
+    if (summary := done(ctx, r, "vote")) is not None:
+        return summary
+    from prism_agent.quality.solve import vote_samples
+
+    cands = read_rows(ctx, r, "generate")
+    started = time.perf_counter()
+    samples = [Sample(id=c["id"], prompt=c["prompt"], response="") for c in cands]
+    records = asyncio.run(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes))
+    out = []
+    for c, rec in zip(cands, records, strict=True):
+        if not rec.accepted:
+            continue
+        response = rec.majority if ctx.task.name == "nli" else rec.kept_solutions[0]
+        out.append({**c, "response": response, "answer": rec.majority, "vote": rec.model_dump()})
+    return _finish(ctx, r, "vote", out, {"candidates": len(cands), "voted": len(out),
+                                         "seconds": time.perf_counter() - started})
+
+
+def reject(ctx: RunContext, r: int) -> dict:
+    """Featurize the voted candidates and keep those whose nearest centroid is a sparse cluster."""
+    if (summary := done(ctx, r, "reject")) is not None:
+        return summary
+    rows = read_rows(ctx, r, "vote")
+    started = time.perf_counter()
+    feats, kept = _featurize(ctx, rows)
+    out, keep_feats = [], []
+    if len(kept):
+        decision = _cluster_round(ctx, r).decide(feats)
+        for idx, row_i in enumerate(kept):
+            if bool(decision.accepted[idx]):
+                out.append({**rows[row_i], "nearest_cluster": int(decision.labels[idx]),
+                            "cosine": round(float(decision.cosines[idx]), 4)})
+                keep_feats.append(feats[idx])
+    arr = np.stack(keep_feats).astype(np.float32) if keep_feats else np.zeros((0, feats.shape[1]), np.float32)
+    ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
+    write_atomic(ctx.paths.round_dir(r) / "reject.npy", lambda fh: np.save(fh, arr))
+    return _finish(ctx, r, "reject", out, {"voted": len(rows), "featurized": len(kept), "sparse": len(out),
+                                           "seconds": time.perf_counter() - started})
+
+
+def decontaminate(ctx: RunContext, r: int) -> dict:
+    if (summary := done(ctx, r, "decontam")) is not None:
+        return summary
+    from prism_agent.decontam.decontaminator import Counts
+
+    rows = read_rows(ctx, r, "reject")
+    started = time.perf_counter()
+    samples = [Sample(id=x["id"], prompt=x["prompt"], response=x.get("response", "")) for x in rows]
+    verdicts = asyncio.run(ctx.decontaminator.check(samples)) if samples else []
+    counts = Counts()
+    out, audit = [], []
+    for row, v in zip(rows, verdicts, strict=True):
+        counts.add(v)
+        if v.dropped is None:
+            out.append({**row, "decontam": {"judge": v.judge, "nearest": getattr(v.nearest, "id", None),
+                                            "similarity": v.similarity}})
+        else:
+            audit.append(v.dropped.model_dump())
+    payload = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in audit).encode("utf-8")
+    ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
+    write_atomic(ctx.paths.round_dir(r) / "decontam-audit.jsonl", lambda fh: fh.write(payload))
+    return _finish(ctx, r, "decontam", out, {**counts.as_json(), "seconds": time.perf_counter() - started})
+
+
+def commit(ctx: RunContext, r: int) -> dict:
+    """Append the round's clean samples (capped at the target) to the feature store, then commit them."""
+    log = ctx.pool.accepted
+    if any(c.round == r for c in log.commits()):
+        return {"accepted": 0, "total": log.count, "already": True}
+    rows = read_rows(ctx, r, "decontam")
+    kept_ids = [x["id"] for x in read_rows(ctx, r, "reject")]
+    feats = np.load(ctx.paths.round_dir(r) / "reject.npy")
+    by_id = {i: feats[k] for k, i in enumerate(kept_ids)}
+    rows = rows[: max(0, ctx.target - log.count)]
+    store = ctx.feature_store()
+    reconcile(ctx)
+    models = {role: g.model_id for role, g in ctx.roles.items()}
+    final = [{**x, "models": models} for x in rows]
+    if final:
+        store.append([x["id"] for x in final], np.stack([by_id[x["id"]] for x in final]),
+                     info={"kind": "accepted", "round": r})
+    log.append(final, round_index=r, features=len(store))
+    return {"accepted": len(final), "total": log.count}
+
+
+__all__ = ["GenerationError", "cluster", "commit", "decontaminate", "generate", "measure", "prepare", "reconcile",
+           "reject", "vote"]
