@@ -24,7 +24,7 @@ def test_inprocess_engine_honours_n_and_seeds(smollm2_dir):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    sampled, greedy, stopped = out["first"]
+    sampled, greedy, stopped, chosen = out["first"]
     assert out["model_id"] == "vllm/smollm2-135m-instruct"
     texts = [c["text"] for c in sampled["completions"]]
     assert len(texts) == 3 and sampled["native_choices"] == 3 and len(set(texts)) > 1
@@ -34,6 +34,8 @@ def test_inprocess_engine_honours_n_and_seeds(smollm2_dir):
     assert sampled["usage"]["completion_tokens"] == 48 and sampled["usage"]["prompt_tokens"] > 5
     assert len(greedy["completions"]) == 2 and greedy["completions"][0]["text"] == greedy["completions"][1]["text"]
     assert "sea" not in stopped["completions"][0]["text"]
+    assert len(chosen["completions"]) == 4
+    assert {c["text"] for c in chosen["completions"]} <= {"calm", "stormy", "blue"}  # structured outputs
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,8 @@ def test_openai_backend_against_vllm_server(vllm_server):
     raw = completions.generate_sync([GenRequest(prompt="The capital of France is",
                                                 sampling={"temperature": 0.0, "max_tokens": 5})])[0]
     assert "Paris" in raw.texts[0]
+    constrained = make_generator(parse_backend({"backend": "openai", "base_url": vllm_server.base_url,
+                                                "model": "smollm2", "choice_constraint": "vllm"}))
+    picked = constrained.generate_sync([GenRequest.chat(Q, n=3, temperature=1.0, max_tokens=8, seed=3,
+                                                        choices=("cat", "dog", "owl"))])[0]
+    assert len(picked.texts) == 3 and set(picked.texts) <= {"cat", "dog", "owl"}

@@ -69,3 +69,18 @@ def test_replay_makes_zero_backend_calls(local, tmp_path):
     reopened = ReplayingGenerator(fresh, ReplayStore(tmp_path / "calls.sqlite"))
     third = reopened.generate_sync(batch[:3])
     assert reopened.backend_requests == 0 and [r.texts for r in third] == [r.texts for r in first[:3]]
+
+
+def test_constrained_choices_are_scored_and_seeded(local):
+    labels = ("entailment", "neutral", "contradiction")
+    q = [{"role": "user", "content": "Premise: A man plays a guitar on stage.\nHypothesis: A man performs music.\n"
+                                     "Answer with one word: entailment, neutral or contradiction."}]
+    sampled = local.generate_sync([GenRequest.chat(q, n=8, temperature=1.0, seed=4, choices=labels)])[0]
+    assert len(sampled.texts) == 8 and set(sampled.texts) <= set(labels)
+    assert local.generate_sync([GenRequest.chat(q, n=8, temperature=1.0, seed=4, choices=labels)])[0].texts == \
+        sampled.texts
+    greedy = local.generate_sync([GenRequest.chat(q, temperature=0.0, choices=labels)])[0]
+    engine = local.engine
+    scores = engine.choice_logprobs(engine.encode(GenRequest.chat(q)), labels)
+    assert greedy.texts == [labels[max(range(3), key=lambda i: scores[i][0])]]
+    assert all(lp < 0 for lp, _ in scores)

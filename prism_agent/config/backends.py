@@ -70,6 +70,10 @@ class OpenAIBackendConfig(_Backend):
     latency_factor: float = Field(
         3.0, gt=1.0, description="shrink concurrency when a call takes this many times the best recent latency"
     )
+    choice_constraint: Literal["none", "vllm"] = Field(
+        "none", description="how requests with `choices` are constrained: vllm = structured_outputs.choice "
+        "(vLLM/SGLang servers); none = free text, parsed by the caller"
+    )
 
 
 class VLLMBackendConfig(_Backend):

@@ -147,6 +147,27 @@ class _Engine:
                 kept.append(t)
             r.tokens, r.finish = kept[: r.max_new], finish
 
+    def choice_logprobs(self, prompt_ids: list[int], options: Sequence[str]) -> list[tuple[float, int]]:
+        """log p(option + end-of-turn | prompt) per option, and its token count, from one batched forward."""
+        seqs = [self.tokenizer(o, add_special_tokens=False)["input_ids"] + [self.eos_id] for o in options]
+        width = len(prompt_ids) + max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, x in enumerate(seqs):
+            row = prompt_ids + x
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        with self.lock, torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        out = []
+        for i, x in enumerate(seqs):
+            start = len(prompt_ids)
+            positions = torch.arange(start - 1, start - 1 + len(x), device=logp.device)
+            targets = torch.tensor(x, device=logp.device)
+            out.append((float(logp[i, positions, targets].sum()), len(x) - 1))
+        return out
+
     def text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
@@ -191,12 +212,16 @@ class LocalGenerator(Generator):
         engine = await asyncio.to_thread(lambda: self.engine)
         start = time.perf_counter()
         prompt_ids = [engine.encode(r) for r in requests]
+        for i, req in enumerate(requests):
+            if req.sampling.choices:
+                result = await asyncio.to_thread(self._choose, engine, req, prompt_ids[i], start)
+                yield i, result
         rows = [
             _Row(request=i, choice=j, ids=prompt_ids[i], temperature=req.sampling.temperature,
                  top_p=req.sampling.top_p, max_new=req.sampling.max_tokens, seed=row_seed(req.sampling.seed, j))
-            for i, req in enumerate(requests) for j in range(req.sampling.n)
+            for i, req in enumerate(requests) if not req.sampling.choices for j in range(req.sampling.n)
         ]
-        pending = {i: req.sampling.n for i, req in enumerate(requests)}
+        pending = {i: req.sampling.n for i, req in enumerate(requests) if not req.sampling.choices}
         by_request: dict[int, list[_Row]] = {i: [] for i in pending}
         order = sorted(rows, key=lambda r: (len(r.ids), r.max_new))
         for b in range(0, len(order), self.cfg.batch_size):
@@ -207,6 +232,26 @@ class LocalGenerator(Generator):
                 pending[r.request] -= 1
                 if pending[r.request] == 0:
                     yield r.request, self._result(engine, requests[r.request], by_request.pop(r.request), start)
+
+    def _choose(self, engine: _Engine, request: GenRequest, prompt_ids: list[int], start: float) -> GenResult:
+        """Constrained choice: each completion is one option, drawn with probability ∝ p(option)^(1/T) (the
+        argmax at T = 0), with the same per-completion seeds as free sampling."""
+        s = request.sampling
+        scored = engine.choice_logprobs(prompt_ids, s.choices)
+        logp = torch.tensor([lp for lp, _ in scored], dtype=torch.float64)
+        completions = []
+        for j in range(s.n):
+            if s.temperature == 0.0:
+                pick = int(logp.argmax())
+            else:
+                g = torch.Generator()
+                g.manual_seed(row_seed(s.seed, j))
+                pick = int(torch.multinomial(torch.softmax(logp / s.temperature, dim=0), 1, generator=g)[0])
+            completions.append(Completion(text=s.choices[pick], finish_reason="stop",
+                                          completion_tokens=scored[pick][1]))
+        usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=sum(c.completion_tokens for c in completions))
+        return GenResult(completions=completions, usage=usage, latency_s=time.perf_counter() - start,
+                         model=self.model_id, native_choices=s.n, calls=1)
 
     def _result(self, engine: _Engine, request: GenRequest, rows: list[_Row], start: float) -> GenResult:
         completions = []

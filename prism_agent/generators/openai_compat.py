@@ -162,6 +162,8 @@ class OpenAIGenerator(Generator):
             args["seed"] = seed
         if s.stop:
             args["stop"] = list(s.stop)
+        if s.choices and self.cfg.choice_constraint == "vllm":
+            args["extra_body"] = {"structured_outputs": {"choice": list(s.choices)}}
         if self.cfg.mode == "chat":
             resp = await self._client.chat.completions.create(messages=request.as_messages(), **args)
             choices = getattr(resp, "choices", None)

@@ -34,6 +34,9 @@ class Sampling(BaseModel):
     max_tokens: int = Field(512, ge=1)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: tuple[str, ...] = ()
+    choices: tuple[str, ...] = Field(
+        (), description="when set, every completion is one of these strings, sampled by the model's probability "
+        "of each (local: scored; vllm: structured outputs); a backend that cannot constrain returns free text")
 
 
 class GenRequest(BaseModel):

@@ -67,6 +67,7 @@ class _Engine:
 
     def run(self, requests: Sequence[GenRequest]) -> list:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         prompts, params = [], []
         for r in requests:
@@ -75,6 +76,7 @@ class _Engine:
             params.append(SamplingParams(
                 n=1 if greedy else s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
                 seed=s.seed, stop=list(s.stop) or None,
+                structured_outputs=StructuredOutputsParams(choice=list(s.choices)) if s.choices else None,
             ))
             prompts.append({"prompt_token_ids": self.encode(r)})
         with self.lock:

@@ -24,7 +24,8 @@ def sample_seed(base: int, sample_id: str) -> int:
 def solve_requests(task: Task, samples: Sequence[Sample], cfg: VoteConfig) -> list[GenRequest]:
     return [
         GenRequest.chat([{"role": "user", "content": task.solve_prompt(s)}], n=cfg.n, temperature=cfg.temperature,
-                        top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=sample_seed(cfg.seed, s.id))
+                        top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=sample_seed(cfg.seed, s.id),
+                        choices=task.solve_choices)
         for s in samples
     ]
 

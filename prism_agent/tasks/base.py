@@ -31,6 +31,9 @@ class Task(ABC):
     name: str = ""
     seeds: tuple[str, ...] = ()  # built-in seed sets (prism_agent.data.registry)
     benchmarks: tuple[str, ...] = ()  # built-in benchmark sets decontaminated against by default
+    # When the answer is one of a few strings (NLI labels), solver requests ask backends that can constrain
+    # decoding to pick exactly one of them; others answer in free text, which `extract` parses.
+    solve_choices: tuple[str, ...] = ()
 
     @abstractmethod
     def solve_prompt(self, sample: Sample) -> str:

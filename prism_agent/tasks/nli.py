@@ -69,6 +69,7 @@ def premise_hypothesis(sample: Sample) -> tuple[str, str] | None:
 
 class NLITask(Task):
     name = "nli"
+    solve_choices = LABELS
     seeds = ("snli-train",)
     benchmarks = ("snli-test",)
 

@@ -18,7 +18,8 @@ def main() -> None:
     gen = make_generator(VLLMBackendConfig(model=sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m-instruct"))
     batch = [GenRequest.chat(Q, n=3, temperature=1.0, max_tokens=16, seed=5),
              GenRequest.chat(Q, n=2, temperature=0.0, max_tokens=8),
-             GenRequest.chat(Q, n=1, temperature=0.8, max_tokens=4, stop=("sea",))]
+             GenRequest.chat(Q, n=1, temperature=0.8, max_tokens=4, stop=("sea",)),
+             GenRequest.chat(Q, n=4, temperature=1.0, max_tokens=8, seed=2, choices=("calm", "stormy", "blue"))]
     first = gen.generate_sync(batch)
     again = gen.generate_sync(batch[:1])
     other = gen.generate_sync([GenRequest.chat(Q, n=3, temperature=1.0, max_tokens=16, seed=6)])
