@@ -19,6 +19,7 @@ from prism_agent.cli.decontam_cmd import decontam
 from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
 from prism_agent.cli.run_cmd import run
+from prism_agent.cli.status_cmd import export, status
 from prism_agent.errors import PrismError
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ app.add_typer(backends_app, name="backends")
 app.command("measure")(measure)
 app.command("clusters")(clusters)
 app.command("run")(run)
+app.command("status")(status)
+app.command("export")(export)
 app.command("decontam")(decontam)
 
 

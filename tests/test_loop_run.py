@@ -1,0 +1,84 @@
+"""The Prismatic loop end to end with the real embedded model (generator, solver and judge), real SNLI
+seeds and real SNLI test items as the benchmark: a run killed with SIGKILL between nodes resumes where
+it stopped, reaches its target, extends to a larger one, refuses a changed config, and exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from prism_agent.data.pull import ensure as ensure_data
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args, env=None, timeout=1500):
+    return subprocess.run([sys.executable, "-m", "prism_agent.cli.app", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("loop")
+    bench = tmp / "snli-test-200.jsonl"
+    with ensure_data("snli-test").open() as src, bench.open("w") as dst:
+        for _, line in zip(range(200), src, strict=False):
+            dst.write(line)
+    cfg = tmp / "run.toml"
+    cfg.write_text(f'seed_sample = 16\nper_round = 6\npatience = 10\nbenchmarks = ["snli200={bench}"]\n'
+                   "[generation]\nmax_tokens = 160\n")
+    return tmp, cfg
+
+
+def _events(run_dir):
+    path = run_dir / "events.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_kill_resume_extend_refuse_export(setup):
+    tmp, cfg = setup
+    run_dir = tmp / "run"
+    args = ["run", "--task", "nli", "--target", "2", "--config", str(cfg), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "prism_agent.cli.app", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(e["kind"] == "vote" for e in _events(run_dir)):
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.kill(proc.pid, signal.SIGKILL)  # between nodes: `vote` of round 1 is done, `reject` is not
+    proc.wait()
+
+    resumed = _cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at" in resumed.stderr
+    status = json.loads(_cli("status", str(run_dir), "--json").stdout)
+    assert status["complete"] and status["accepted"] == 2 and status["target"] == 2
+    gen_events = [e["round"] for e in _events(run_dir) if e["kind"] == "generate"]
+    assert len(gen_events) == len(set(gen_events))  # no round generated twice: nothing paid twice
+    rounds_before = status["rounds"]
+
+    extended = _cli(*[a if a != "2" else "3" for a in args])
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    status = json.loads(_cli("status", str(run_dir), "--json").stdout)
+    assert status["accepted"] == 3 and status["complete"] and status["rounds"] > rounds_before
+    assert len(status["g_vendi_history"]) >= status["rounds"]
+
+    changed = _cli(*args, "--per-round", "7")
+    assert changed.returncode == 2 and "differs in: per_round" in changed.stderr and "Traceback" not in changed.stderr
+
+    out = tmp / "export.jsonl"
+    assert _cli("export", str(run_dir), "--format", "jsonl", "--out", str(out)).returncode == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 3 and len({r["id"] for r in rows}) == 3
+    for r in rows:
+        assert r["prompt"].startswith("Premise: ") and r["response"] in ("entailment", "neutral", "contradiction")
+        assert r["vote"]["accepted"] and len(r["fewshot"]) >= 1 and r["models"]["generator"].startswith("local/")
+        assert r["decontam"]["judge"] in ("no", "unclear", "below_floor")
