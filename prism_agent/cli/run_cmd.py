@@ -58,6 +58,26 @@ def _line(update: dict) -> str | None:
     return None
 
 
+def _live(ctx, updates) -> None:
+    from rich.live import Live
+
+    from prism_agent.ui.dashboard import Dashboard
+
+    dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {})
+    with Live(dash, console=out, refresh_per_second=2, transient=False):
+        for update in updates:
+            node, data = next(iter(update.items()))
+            dash.update(node, data)
+            if "roles" in ctx.__dict__:  # backends are built lazily by the first step that needs them
+                dash.roles = {role: g.model_id for role, g in ctx.roles.items()}
+                dash.tokens = {role: (getattr(g, "tokens", 0), getattr(g, "busy_s", 0.0))
+                               for role, g in ctx.roles.items()}
+                inner = [getattr(g, "inner", g) for g in ctx.roles.values()]
+                errors = [f"{g.kind}: {n} retries ({', '.join(g.stats.reasons)})" for g in set(inner)
+                          if getattr(g, "stats", None) and g.stats.retries for n in [g.stats.retries]]
+                dash.errors = errors
+
+
 def run(
     task: str = typer.Option(..., "--task", help="nli | math"),
     target: str = typer.Option(..., "--target", help="accepted samples wanted: 300, 200k, 1.5M"),
@@ -72,6 +92,7 @@ def run(
     per_round: int | None = typer.Option(None, "--per-round", min=1, help="generator requests per round"),
     allow_config_change: bool = typer.Option(False, "--allow-config-change",
                                              help="continue a run directory with a changed config"),
+    plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
 ) -> None:
     """Grow a gradient-diverse dataset: measure → cluster → few-shot from sparse clusters → generate → vote →
     reject by nearest centroid → decontaminate → commit, until --target samples are accepted."""
@@ -103,10 +124,14 @@ def run(
         if pending:
             err.print(f"resuming at {', '.join(pending)}", highlight=False)
         t0 = time.perf_counter()
-        for update in graph.stream(start, thread, stream_mode="updates"):
-            line = _line(update)
-            if line:
-                out.print(line, highlight=False, markup=False)
+        updates = graph.stream(start, thread, stream_mode="updates")
+        if plain or not out.is_terminal:
+            for update in updates:
+                line = _line(update)
+                if line:
+                    out.print(line, highlight=False, markup=False)
+        else:
+            _live(ctx, updates)
         out.print(f"done in {time.perf_counter() - t0:.0f} s: {ctx.pool.accepted.count}/{ctx.target} accepted "
                   f"in {root}", highlight=False)
     finally:

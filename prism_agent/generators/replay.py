@@ -79,6 +79,8 @@ class ReplayingGenerator(Generator):
         self.kind = inner.kind
         self.backend_requests = 0  # requests passed to the backend (what replay saves)
         self.replayed = 0
+        self.tokens = 0  # completion tokens the backend produced (not replayed ones)
+        self.busy_s = 0.0  # wall time spent waiting on the backend
 
     @property
     def model_id(self) -> str:
@@ -102,8 +104,13 @@ class ReplayingGenerator(Generator):
             return
         todo = [(key, idx[0]) for key, idx in waiting.items()]
         self.backend_requests += len(todo)
-        async for j, result in self.inner.stream([requests[i] for _, i in todo]):
-            key, first = todo[j]
-            self.store.put(key, model_id, requests[first], result)
-            for i in waiting[key]:
-                yield i, result
+        started = time.perf_counter()
+        try:
+            async for j, result in self.inner.stream([requests[i] for _, i in todo]):
+                key, first = todo[j]
+                self.store.put(key, model_id, requests[first], result)
+                self.tokens += result.usage.completion_tokens
+                for i in waiting[key]:
+                    yield i, result
+        finally:
+            self.busy_s += time.perf_counter() - started

@@ -1,0 +1,1 @@
+"""Terminal views of a run: the live dashboard (`prism-agent run` on a TTY)."""

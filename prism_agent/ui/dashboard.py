@@ -1,0 +1,119 @@
+"""The live dashboard of `prism-agent run`: progress with ETA, the funnel of this round and of the run,
+G-Vendi over rounds, tokens/s per role, and backend retries and errors.
+
+It is fed the graph's node updates (`update(node, data)`) and renders with rich's `Live`; `lines()`
+gives the same information as plain log lines for non-TTY output.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+STAGES = ("generated", "parsed", "voted", "sparse", "decontaminated", "accepted")
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    vals = values[-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    return "".join(BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in vals)
+
+
+def funnel_of(last: dict) -> dict[str, int]:
+    g, v, r, d, c = (last.get(k, {}) for k in ("generate", "vote", "reject", "decontaminate", "commit"))
+    return {"generated": g.get("generated", 0), "parsed": g.get("parsed", 0), "voted": v.get("voted", 0),
+            "sparse": r.get("sparse", 0), "decontaminated": d.get("kept", 0), "accepted": c.get("accepted", 0)}
+
+
+class Dashboard:
+    def __init__(self, run_id: str, task: str, target: int, accepted: int, roles: dict[str, str]):
+        self.run_id, self.task, self.target, self.accepted = run_id, task, target, accepted
+        self.start_accepted = accepted
+        self.started = time.monotonic()
+        self.roles = roles
+        self.round = 0
+        self.node = "starting"
+        self.g_vendi: list[float] = []
+        self.pool = 0
+        self.this_round: dict[str, int] = dict.fromkeys(STAGES, 0)
+        self.total: dict[str, int] = dict.fromkeys(STAGES, 0)
+        self.tokens: dict[str, tuple[int, float]] = {}  # role → (tokens, seconds)
+        self.errors: list[str] = []
+        self.stop_reason: str | None = None
+
+    # ---- feeding -----------------------------------------------------------------------------------------
+
+    def update(self, node: str, data: dict | None) -> None:
+        data = data or {}
+        self.node = node
+        self.accepted = data.get("accepted", self.accepted)
+        self.target = data.get("target", self.target)
+        self.pool = data.get("pool", self.pool)
+        if "round" in data:
+            self.round = data["round"]
+        if node == "measure" and "g_vendi" in data:
+            self.g_vendi.append(data["g_vendi"])
+        last = data.get("last") or {}
+        if node == "generate" and "generate" in last:
+            g = last["generate"]
+            tok, sec = self.tokens.get("generator", (0, 0.0))
+            self.tokens["generator"] = (tok + g.get("tokens", 0), sec + g.get("seconds", 0.0))
+        if node == "cluster":
+            self.this_round = dict.fromkeys(STAGES, 0)
+        if node in ("generate", "vote", "reject", "decontaminate", "commit"):
+            self.this_round = funnel_of(last)
+        if node == "commit":
+            for k, v in self.this_round.items():
+                self.total[k] += v
+        if node == "finish":
+            self.stop_reason = data.get("stop_reason")
+
+    def error(self, text: str) -> None:
+        self.errors = [*self.errors, text][-5:]
+
+    # ---- rendering ---------------------------------------------------------------------------------------
+
+    def eta(self) -> str:
+        done = self.accepted - self.start_accepted
+        if done <= 0:
+            return "—"
+        rate = done / max(1e-9, time.monotonic() - self.started)
+        left = max(0, self.target - self.accepted) / rate
+        return f"{left / 3600:.1f} h" if left > 5400 else f"{left / 60:.0f} min" if left > 90 else f"{left:.0f} s"
+
+    def lines(self) -> list[str]:
+        g = f"{self.g_vendi[-1]:.3f}" if self.g_vendi else "—"
+        return [f"round {self.round} · {self.node} · accepted {self.accepted}/{self.target} · ETA {self.eta()} · "
+                f"G-Vendi {g} · pool {self.pool}"]
+
+    def __rich__(self) -> Panel:
+        head = Table.grid(padding=(0, 2))
+        head.add_row(Text(f"round {self.round}", style="bold"), Text(f"step: {self.node}"),
+                     Text(f"accepted {self.accepted:,}/{self.target:,}"), Text(f"ETA {self.eta()}"))
+        bar = ProgressBar(total=max(1, self.target), completed=min(self.accepted, self.target), width=60)
+        funnel = Table("", *STAGES, box=None, pad_edge=False)
+        funnel.add_row("this round", *(str(self.this_round[s]) for s in STAGES))
+        funnel.add_row("run", *(f"{self.total[s]:,}" for s in STAGES))
+        gv = Text(f"G-Vendi {self.g_vendi[-1]:.3f}  " if self.g_vendi else "G-Vendi —  ")
+        gv.append(sparkline(self.g_vendi), style="cyan")
+        gv.append(f"   pool {self.pool:,}")
+        speed = Table.grid(padding=(0, 2))
+        for role, model in self.roles.items():
+            tok, sec = self.tokens.get(role, (0, 0.0))
+            rate = f"{tok / sec:.1f} tok/s" if sec > 0 else "—"
+            speed.add_row(role, model, rate)
+        parts = [head, bar, funnel, gv, speed]
+        if self.errors:
+            parts.append(Text("\n".join(self.errors), style="red"))
+        if self.stop_reason:
+            parts.append(Text(f"stopped: {self.stop_reason}", style="bold green"))
+        return Panel(Group(*parts), title=f"prism-agent · {self.task} · run {self.run_id}")
