@@ -32,7 +32,10 @@ def setup(tmp_path_factory):
             dst.write(line)
     cfg = tmp / "run.toml"
     cfg.write_text(f'seed_sample = 16\nper_round = 6\npatience = 10\nbenchmarks = ["snli200={bench}"]\n'
-                   "[generation]\nmax_tokens = 160\n")
+                   "[generation]\nmax_tokens = 160\n"
+                   # a 16-row pool would get k_min = 10 clusters of 1-2 rows, whose singletons (the sparse
+                   # ones) candidates are rarely nearest to; 4 clusters keep the test about the mechanics
+                   "[cluster]\nk_min = 4\n")
     return tmp, cfg
 
 

@@ -90,6 +90,7 @@ def run(
     judge: str | None = typer.Option(None, "--judge", help=ROLE_HELP),
     proxy: str | None = typer.Option(None, "--proxy", help="proxy model for gradients (pinned name, folder, .gguf)"),
     per_round: int | None = typer.Option(None, "--per-round", min=1, help="generator requests per round"),
+    prompts: Path | None = typer.Option(None, "--prompts", help="folder with your generate.md/solve.md/judge.md"),
     allow_config_change: bool = typer.Option(False, "--allow-config-change",
                                              help="continue a run directory with a changed config"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
@@ -108,10 +109,16 @@ def run(
         if spec:
             roles[role] = role_spec(spec, role)
     overrides = {"task": task, "target": target, "seeds": tuple(seed) if seed else None,
-                 "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round}
+                 "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round,
+                 "prompts": str(prompts) if prompts else None}
     cfg = build_run_config(config, overrides)
     if roles:
         cfg = cfg.model_copy(update={"roles": parse_roles(roles)})
+    from prism_agent.tasks.registry import get_task
+
+    checked = get_task(cfg.task)  # unknown tasks and broken user templates fail before anything is written
+    checked.prompts_dir = cfg.prompts
+    checked.check_templates()
     root = run_dir or Path("runs") / task
     ctx = RunContext.open(root, cfg, allow_config_change=allow_config_change)
     err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False)

@@ -68,6 +68,7 @@ class RunConfig(BaseModel):
     per_round: int | None = Field(None, ge=1, description="generator requests per round; default: scaled")
     seed: int = Field(0, ge=0, description="run seed: few-shot picks and every request's seed derive from it")
     patience: int = Field(5, ge=1, description="stop after this many rounds in a row accept nothing")
+    prompts: str | None = Field(None, description="folder with your generate.md / solve.md / judge.md")
     generation: GeneratorSampling = GeneratorSampling()
     roles: RolesConfig = RolesConfig()
     featurizer: FeaturizerConfig = FeaturizerConfig()
@@ -98,10 +99,10 @@ class RunConfig(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """What must not change when a run resumes: everything that shapes the data, minus the target."""
-        data = json.loads(self.model_dump_json())
+        data = json.loads(self.model_dump_json(exclude_none=True))
         data.pop("target")
         data.pop("patience")
-        return data
+        return data  # unset optional settings (None) are left out, so a newer option does not block resume
 
     def identity_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))

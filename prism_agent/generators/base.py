@@ -54,3 +54,26 @@ class Generator(ABC):
 
     async def aclose(self) -> None:
         """Release network clients; engines that hold a model keep it (they are reused across steps)."""
+
+
+class EmbeddedGenerator(Generator):
+    """A backend holding a model in this process (`local`, `vllm`): the model loads on first use, and roles
+    with the same settings share one loaded engine (`_load` returns it from a per-settings cache)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._engine = None
+
+    @abstractmethod
+    def _load(self):
+        """The engine for `self.cfg`; it must have an `identity` (pinned name or content fingerprint)."""
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = self._load()
+        return self._engine
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.kind}/{self.engine.identity}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from prism_agent.config.backends import LocalBackendConfig
-from prism_agent.generators.base import Generator
+from prism_agent.generators.base import EmbeddedGenerator
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 
@@ -189,22 +189,12 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
-class LocalGenerator(Generator):
+class LocalGenerator(EmbeddedGenerator):
     kind = "local"
+    cfg: LocalBackendConfig
 
-    def __init__(self, cfg: LocalBackendConfig):
-        self.cfg = cfg
-        self._engine: _Engine | None = None
-
-    @property
-    def engine(self) -> _Engine:
-        if self._engine is None:
-            self._engine = _engine(self.cfg)
-        return self._engine
-
-    @property
-    def model_id(self) -> str:
-        return f"local/{self.engine.identity}"
+    def _load(self) -> _Engine:
+        return _engine(self.cfg)
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         if not requests:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from prism_agent.config.backends import VLLMBackendConfig
 from prism_agent.errors import BadInputError
-from prism_agent.generators.base import GenerationError, Generator
+from prism_agent.generators.base import EmbeddedGenerator, GenerationError
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 
@@ -95,22 +95,12 @@ def _engine(cfg: VLLMBackendConfig) -> _Engine:
         return _ENGINES[key]
 
 
-class VLLMGenerator(Generator):
+class VLLMGenerator(EmbeddedGenerator):
     kind = "vllm"
+    cfg: VLLMBackendConfig
 
-    def __init__(self, cfg: VLLMBackendConfig):
-        self.cfg = cfg
-        self._engine: _Engine | None = None
-
-    @property
-    def engine(self) -> _Engine:
-        if self._engine is None:
-            self._engine = _engine(self.cfg)
-        return self._engine
-
-    @property
-    def model_id(self) -> str:
-        return f"vllm/{self.engine.identity}"
+    def _load(self) -> _Engine:
+        return _engine(self.cfg)
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         if not requests:

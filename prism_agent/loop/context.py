@@ -52,7 +52,10 @@ class RunContext:
     def task(self):
         from prism_agent.tasks.registry import get_task
 
-        return get_task(self.cfg.task)
+        task = get_task(self.cfg.task)
+        task.prompts_dir = self.cfg.prompts
+        task.check_templates()
+        return task
 
     @cached_property
     def replay(self):

@@ -62,7 +62,7 @@ def open_manifest(paths: RunPaths, cfg: RunConfig, *, allow_config_change: bool 
     if paths.manifest.exists():
         found = read_manifest(paths)
         if found.identity_hash != cfg.identity_hash():
-            changed = _diff(found.config, cfg.identity())
+            changed = _diff(found.config, cfg.identity()) or ["settings (the run's hash differs)"]
             if not allow_config_change:
                 raise BadInputError(
                     f"{paths.root} was started with another config (differs in: {', '.join(changed[:6])}); "

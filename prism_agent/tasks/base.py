@@ -51,5 +51,23 @@ class Task(ABC):
         """The text the judge reads for a sample; by default the compared text."""
         return self.compare_text(sample)
 
+    prompts_dir: str | None = None  # a folder of the user's generate.md / solve.md / judge.md
+
     def template(self, role: str) -> str:
-        return prompts.load(self.name, role)
+        return prompts.load(self.name, role, self.prompts_dir)
+
+    def check_templates(self) -> None:
+        """Refuse a user's template that lacks a placeholder its role fills (or has one it does not)."""
+        from prism_agent.errors import BadInputError
+
+        solve = ("problem",) if self.name == "math" else ("premise", "hypothesis")
+        for role, fields in {**prompts.FIELDS, "solve": solve}.items():
+            text = self.template(role)
+            missing = [f for f in fields if "{" + f + "}" not in text]
+            try:
+                text.format(**dict.fromkeys(fields, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise BadInputError(f"prompt template {role}.md: cannot fill it ({exc!r}); "
+                                    "write literal braces as {{ and }}") from None
+            if missing:
+                raise BadInputError(f"prompt template {role}.md lacks {{{missing[0]}}}")
