@@ -32,6 +32,7 @@ def test_toml_then_flags(tmp_path):
     assert cfg.task == "math" and cfg.target == 300 and cfg.seeds == ("gsm8k-train",)
     assert cfg.votes.n == 5 and cfg.votes.tau == 3 and cfg.votes.max_tokens == 2048  # task defaults kept
     assert cfg.generation.num_new == 3 and cfg.generation.temperature == 0.9
+    assert cfg.generation_max_tokens() == 768  # the task's default when not set
     assert isinstance(cfg.roles.generator, OpenAIBackendConfig)
     with pytest.raises(BadInputError, match="tau"):
         build_run_config(None, {"task": "nli", "target": 10, "vote": {"n": 2, "tau": 3}})

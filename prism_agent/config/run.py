@@ -53,7 +53,7 @@ class GeneratorSampling(BaseModel):
     num_new: int = Field(2, ge=1, le=16, description="new samples asked for per request")
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, ge=16)
+    max_tokens: int | None = Field(None, ge=16, description="default: the task's (nli 256, math 768)")
 
 
 class RunConfig(BaseModel):
@@ -91,6 +91,11 @@ class RunConfig(BaseModel):
         if self.seed_sample is not None:
             return min(self.seed_sample, available)
         return min(available, max(128, self.target // 2))
+
+    def generation_max_tokens(self) -> int:
+        """Two NLI pairs fit in ≈100 tokens and two problems in a few hundred; local decoding runs a batch
+        until its longest row ends, so a tight cap is most of a round's time on CPU."""
+        return self.generation.max_tokens or {"nli": 256, "math": 768}.get(self.task, 512)
 
     def requests_per_round(self) -> int:
         if self.per_round is not None:

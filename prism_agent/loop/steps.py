@@ -147,7 +147,8 @@ def generate(ctx: RunContext, r: int) -> dict:
         examples = [Pool.as_sample(rows[int(p)]) for p in pick.positions]
         requests.append(GenRequest.chat(
             [{"role": "user", "content": fewshot_prompt(ctx.task, examples, gen.num_new)}], n=1,
-            temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_tokens, seed=derive_seed(cfg.seed, r, j)))
+            temperature=gen.temperature, top_p=gen.top_p, max_tokens=cfg.generation_max_tokens(),
+            seed=derive_seed(cfg.seed, r, j)))
     started = time.perf_counter()
     results = asyncio.run(ctx.roles["generator"].generate(requests))
     seconds = time.perf_counter() - started
