@@ -63,3 +63,11 @@ def test_pool_positions_span_seeds_then_accepted(tmp_path):
     rows = pool.rows_at([0, 3, 4])
     assert [rows[p]["id"] for p in (0, 3, 4)] == ["seed:0", "seed:3", "gen:1"]
     assert Pool.as_sample(rows[4]).prompt == "q"
+
+
+def test_example_config_parses():
+    from pathlib import Path
+
+    cfg = build_run_config(Path(__file__).resolve().parents[1] / "examples" / "run-nli.toml", {"target": "200k"})
+    assert cfg.task == "nli" and cfg.target == 200_000 and cfg.roles.solver.backend == "vllm"
+    assert cfg.roles.judge.api_key_env == "JUDGE_API_KEY" and cfg.generation_max_tokens() == 256
