@@ -88,7 +88,7 @@ def run_mode(mode: str, rows: list[dict], args) -> dict:
         feats = None
     else:
         kind, _, rank = mode.partition("-r")
-        cfg = FeaturizerConfig(kind=kind, rank_in=int(rank or 16), rank_out=int(rank or 16),
+        cfg = FeaturizerConfig(kind=kind, rank_in=int(rank or 32), rank_out=int(rank or 32),
                                batch_tokens=args.batch_tokens, exact_batch=args.exact_batch,
                                threads=args.threads, device=args.device)
         fz = make_featurizer(proxy, cfg)

@@ -33,7 +33,7 @@ def measure(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     dim: Annotated[int, typer.Option(help="feature dimension d")] = 1024,
     seed: Annotated[int, typer.Option(help="projection seed")] = 0,
-    rank: Annotated[int, typer.Option(help="fast: projection rank per side of each layer")] = 16,
+    rank: Annotated[int, typer.Option(help="fast: projection rank per side of each layer")] = 32,
     batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = 4096,
     exact_batch: Annotated[int, typer.Option(help="exact: gradients projected together (memory: "
                                              "≈0.27 GB each for a 135M proxy)")] = 16,
