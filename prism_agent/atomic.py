@@ -6,8 +6,9 @@ leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,3 +28,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def jsonl_bytes(rows: Iterable[dict]) -> bytes:
+    """Rows as UTF-8 JSON lines (non-ASCII kept readable)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    payload = jsonl_bytes(rows)
+    write_atomic(path, lambda fh: fh.write(payload))

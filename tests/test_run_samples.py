@@ -48,3 +48,15 @@ def test_event_log_skips_torn_line(tmp_path):
         fh.write('{"kind": "round", "rou')
     assert [e["round"] for e in ev.of_kind("round")] == [1]
     assert json.loads(ev.path.read_text().splitlines()[0])["accepted"] == 3
+
+
+def test_readonly_log_reads_the_committed_prefix_and_cuts_nothing(tmp_path):
+    log = _log(tmp_path)
+    log.append([{"id": "a"}], round_index=1, features=1)
+    with log.data.open("ab") as fh:  # a live run between writing rows and writing their commit record
+        fh.write(b'{"id": "in-flight"}\n')
+    size = log.data.stat().st_size
+    p = RunPaths(tmp_path)
+    reader = SampleLog(p.samples, p.commits, readonly=True)
+    assert reader.count == 1 and [r["id"] for r in reader] == ["a"]
+    assert log.data.stat().st_size == size  # status/export never repair a file a run is writing

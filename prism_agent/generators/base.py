@@ -5,8 +5,10 @@ moment it exists instead of when the whole batch is done."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
 
 from prism_agent.errors import PrismError
 from prism_agent.generators.types import GenRequest, GenResult
@@ -56,9 +58,18 @@ class Generator(ABC):
         """Release network clients; engines that hold a model keep it (they are reused across steps)."""
 
 
+def chat_token_ids(tokenizer, request: GenRequest) -> list[int]:
+    """The request rendered with the model's chat template, as token ids (no second BOS)."""
+    text = tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 class EmbeddedGenerator(Generator):
     """A backend holding a model in this process (`local`, `vllm`): the model loads on first use, and roles
-    with the same settings share one loaded engine (`_load` returns it from a per-settings cache)."""
+    whose settings give the same `_engine_key` share one loaded engine."""
+
+    _engines: ClassVar[dict[tuple[str, str], object]] = {}
+    _engines_lock = threading.Lock()
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -66,12 +77,19 @@ class EmbeddedGenerator(Generator):
 
     @abstractmethod
     def _load(self):
-        """The engine for `self.cfg`; it must have an `identity` (pinned name or content fingerprint)."""
+        """A new engine for `self.cfg`; it must have an `identity` (pinned name or content fingerprint)."""
+
+    def _engine_key(self) -> str:
+        return self.cfg.model_dump_json()
 
     @property
     def engine(self):
         if self._engine is None:
-            self._engine = self._load()
+            key = (self.kind, self._engine_key())
+            with EmbeddedGenerator._engines_lock:
+                if key not in EmbeddedGenerator._engines:
+                    EmbeddedGenerator._engines[key] = self._load()
+                self._engine = EmbeddedGenerator._engines[key]
         return self._engine
 
     @property

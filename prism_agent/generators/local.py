@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from prism_agent.config.backends import LocalBackendConfig
-from prism_agent.generators.base import EmbeddedGenerator
+from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 
@@ -91,8 +91,7 @@ class _Engine:
 
     def __init__(self, cfg: LocalBackendConfig):
         from prism_agent.gradients.proxy import load_proxy, resolve_proxy_path
-        from prism_agent.models.fingerprint import fingerprint
-        from prism_agent.models.registry import PINNED
+        from prism_agent.models.fingerprint import model_identity
 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -100,7 +99,7 @@ class _Engine:
         proxy = load_proxy(cfg.model, device=cfg.device, dtype=dtype)
         self.model, self.tokenizer, self.device = proxy.model, proxy.tokenizer, proxy.device
         folder, gguf, _ = resolve_proxy_path(cfg.model)
-        self.identity = cfg.model if cfg.model in PINNED else fingerprint(folder, gguf)
+        self.identity = model_identity(cfg.model, folder, gguf)
         self.max_length = proxy.max_length
         gen_cfg = getattr(self.model, "generation_config", None)
         eos = self.tokenizer.eos_token_id
@@ -112,8 +111,7 @@ class _Engine:
         self.lock = threading.Lock()  # one generate() at a time per model
 
     def encode(self, request: GenRequest) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return chat_token_ids(self.tokenizer, request)
 
     def decode_batch(self, rows: list[_Row]) -> None:
         """Generate every row of one batch in place (tokens and finish reason)."""
@@ -172,17 +170,6 @@ class _Engine:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
-_ENGINES: dict[tuple, _Engine] = {}
-_ENGINES_LOCK = threading.Lock()
-
-
-def _engine(cfg: LocalBackendConfig) -> _Engine:
-    key = (cfg.model, cfg.dtype, cfg.device)
-    with _ENGINES_LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = _Engine(cfg)
-        return _ENGINES[key]
-
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     cuts = [text.find(s) for s in stops if s and s in text]
@@ -194,7 +181,10 @@ class LocalGenerator(EmbeddedGenerator):
     cfg: LocalBackendConfig
 
     def _load(self) -> _Engine:
-        return _engine(self.cfg)
+        return _Engine(self.cfg)
+
+    def _engine_key(self) -> str:  # batch size and threads do not change the loaded model
+        return f"{self.cfg.model}|{self.cfg.dtype}|{self.cfg.device}"
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         if not requests:

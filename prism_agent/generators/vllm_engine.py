@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from prism_agent.config.backends import VLLMBackendConfig
 from prism_agent.errors import BadInputError
-from prism_agent.generators.base import EmbeddedGenerator, GenerationError
+from prism_agent.generators.base import EmbeddedGenerator, GenerationError, chat_token_ids
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 
@@ -30,14 +30,13 @@ def _on_gpu() -> bool:
 class _Engine:
     def __init__(self, cfg: VLLMBackendConfig):
         from prism_agent.gradients.proxy import resolve_proxy_path
-        from prism_agent.models.fingerprint import fingerprint
-        from prism_agent.models.registry import PINNED
+        from prism_agent.models.fingerprint import model_identity
 
         folder, gguf, _ = resolve_proxy_path(cfg.model)
         if gguf:
             raise BadInputError(f"vllm backend: {cfg.model} is a GGUF file; give it a Hugging Face folder "
                                 "(`prism-agent models pull` converts the default model)")
-        self.identity = cfg.model if cfg.model in PINNED else fingerprint(folder)
+        self.identity = model_identity(cfg.model, folder)
         gpu = _on_gpu()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if not gpu:
@@ -62,8 +61,7 @@ class _Engine:
         self.lock = threading.Lock()
 
     def encode(self, request: GenRequest) -> list[int]:
-        text = self.tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return chat_token_ids(self.tokenizer, request)
 
     def run(self, requests: Sequence[GenRequest]) -> list:
         from vllm import SamplingParams
@@ -83,24 +81,13 @@ class _Engine:
             return self.llm.generate(prompts, params, use_tqdm=False)
 
 
-_ENGINES: dict[str, _Engine] = {}
-_ENGINES_LOCK = threading.Lock()
-
-
-def _engine(cfg: VLLMBackendConfig) -> _Engine:
-    key = cfg.model_dump_json()
-    with _ENGINES_LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = _Engine(cfg)
-        return _ENGINES[key]
-
 
 class VLLMGenerator(EmbeddedGenerator):
     kind = "vllm"
     cfg: VLLMBackendConfig
 
     def _load(self) -> _Engine:
-        return _engine(self.cfg)
+        return _Engine(self.cfg)
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         if not requests:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prism_agent.atomic import write_atomic
+from prism_agent.atomic import write_atomic, write_jsonl_atomic
 from prism_agent.data.reader import Sample
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
@@ -56,8 +56,7 @@ def read_rows(ctx: RunContext, r: int, step: str) -> list[dict]:
 
 def _finish(ctx: RunContext, r: int, step: str, rows: list[dict], summary: dict) -> dict:
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
-    payload = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows).encode("utf-8")
-    write_atomic(_rows_path(ctx, r, step), lambda fh: fh.write(payload))
+    write_jsonl_atomic(_rows_path(ctx, r, step), rows)
     data = json.dumps(summary).encode()
     write_atomic(_summary_path(ctx, r, step), lambda fh: fh.write(data))
     return summary
@@ -227,9 +226,8 @@ def decontaminate(ctx: RunContext, r: int) -> dict:
                                             "similarity": v.similarity}})
         else:
             audit.append(v.dropped.model_dump())
-    payload = "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in audit).encode("utf-8")
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
-    write_atomic(ctx.paths.round_dir(r) / "decontam-audit.jsonl", lambda fh: fh.write(payload))
+    write_jsonl_atomic(ctx.paths.round_dir(r) / "decontam-audit.jsonl", audit)
     return _finish(ctx, r, "decontam", out, {**counts.as_json(), "seconds": time.perf_counter() - started})
 
 

@@ -34,3 +34,10 @@ def fingerprint(folder: Path, gguf: str | None = None) -> str:
     for p in files:
         h.update(f"{p.name}\0{p.stat().st_size}\0".encode() + _edges(p))
     return h.hexdigest()[:16]
+
+
+def model_identity(spec: str, folder: Path, gguf: str | None = None) -> str:
+    """What names a model in replay keys: its pinned name, else the fingerprint of its files."""
+    from prism_agent.models.registry import PINNED
+
+    return spec if spec in PINNED else fingerprint(folder, gguf)

@@ -54,7 +54,7 @@ def export(root: Path, fmt: str, out: Path) -> int:
     paths = RunPaths(Path(root))
     if not paths.manifest.exists():
         raise BadInputError(f"{root} is not a prism-agent run directory (no manifest.json)")
-    log = SampleLog(paths.samples, paths.commits)
+    log = SampleLog(paths.samples, paths.commits, readonly=True)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.partial")
     if tmp.exists():

@@ -10,7 +10,7 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from prism_agent.atomic import write_atomic
+from prism_agent.atomic import write_jsonl_atomic
 from prism_agent.data.reader import Sample, iter_samples, scan
 from prism_agent.errors import BadInputError
 from prism_agent.run.paths import RunPaths
@@ -56,9 +56,9 @@ def count_rows(sources: Sequence[str]) -> int:
 
 
 class Pool:
-    def __init__(self, paths: RunPaths):
+    def __init__(self, paths: RunPaths, *, readonly: bool = False):
         self.paths = paths
-        self.accepted = SampleLog(paths.samples, paths.commits)
+        self.accepted = SampleLog(paths.samples, paths.commits, readonly=readonly)
 
     @property
     def seeds_path(self) -> Path:
@@ -69,9 +69,8 @@ class Pool:
         return self.seeds_path.is_file()
 
     def write_seeds(self, rows: list[dict]) -> None:
-        payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
         self.paths.pool.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.seeds_path, lambda fh: fh.write(payload))
+        write_jsonl_atomic(self.seeds_path, rows)
 
     def seed_count(self) -> int:
         if not self.has_seeds:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prism_agent.atomic import fsync_dir
+from prism_agent.atomic import fsync_dir, jsonl_bytes
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,14 @@ class Commit:
 
 
 class SampleLog:
-    def __init__(self, data: Path, commits: Path):
+    def __init__(self, data: Path, commits: Path, *, readonly: bool = False):
+        """`readonly` (status, export) reads up to the last commit and cuts nothing: a live run may be
+        between writing its rows and writing their commit record."""
         self.data = Path(data)
         self.commits_path = Path(commits)
-        self.data.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            self.data.parent.mkdir(parents=True, exist_ok=True)
         self.last = self._recover()
 
     def _recover(self) -> Commit:
@@ -50,10 +54,12 @@ class SampleLog:
                     except (ValueError, TypeError):
                         break
                     good_bytes += len(line)
+            if self.readonly:
+                return last
             if self.commits_path.stat().st_size != good_bytes:
                 with self.commits_path.open("r+b") as fh:
                     fh.truncate(good_bytes)
-        if self.data.exists() and self.data.stat().st_size != last.bytes:
+        if not self.readonly and self.data.exists() and self.data.stat().st_size != last.bytes:
             if self.data.stat().st_size < last.bytes:
                 raise RuntimeError(f"{self.data} is shorter than its last commit: the run directory was damaged")
             with self.data.open("r+b") as fh:
@@ -67,7 +73,9 @@ class SampleLog:
 
     def append(self, rows: list[dict], *, round_index: int, features: int) -> Commit:
         """Append rows and commit them as one unit (all or nothing across a kill)."""
-        payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        if self.readonly:
+            raise RuntimeError("this sample log was opened read-only")
+        payload = jsonl_bytes(rows)
         with self.data.open("ab") as fh:
             fh.write(payload)
             fh.flush()

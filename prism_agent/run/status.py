@@ -8,21 +8,20 @@ from pathlib import Path
 from prism_agent.run.events import EventLog
 from prism_agent.run.manifest import read_manifest
 from prism_agent.run.paths import RunPaths
-from prism_agent.run.samples import SampleLog
+from prism_agent.run.pool import Pool
 
 
 def run_status(root: Path) -> dict:
     paths = RunPaths(Path(root))
     manifest = read_manifest(paths)
-    log = SampleLog(paths.samples, paths.commits) if paths.samples.exists() or paths.commits.exists() else None
-    accepted = log.count if log else 0
-    measures = [e for e in EventLog(paths.events) if e.get("kind") == "measure"]
-    rounds = [e for e in EventLog(paths.events) if e.get("kind") == "round"]
-    stops = [e for e in EventLog(paths.events) if e.get("kind") == "stop"]
-    seeds = 0
-    if (paths.pool / "seeds.jsonl").exists():
-        with (paths.pool / "seeds.jsonl").open("rb") as fh:
-            seeds = sum(1 for _ in fh)
+    pool = Pool(paths, readonly=True)  # status may run beside a live run: read, never repair
+    accepted = pool.accepted.count
+    by_kind: dict[str, list[dict]] = {"measure": [], "round": [], "stop": []}
+    for e in EventLog(paths.events):  # one pass: the log grows by a few lines per round
+        if e.get("kind") in by_kind:
+            by_kind[e["kind"]].append(e)
+    measures, rounds, stops = by_kind["measure"], by_kind["round"], by_kind["stop"]
+    seeds = pool.seed_count()
     return {
         "run_dir": str(paths.root),
         "run_id": manifest.run_id,
