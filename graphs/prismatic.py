@@ -36,14 +36,14 @@ class LoopState(TypedDict, total=False):
     last: dict  # the funnel of the last round
 
 
-def _ctx(state: LoopState):
+def ctx_of(state: LoopState):
     from prism_agent.loop.context import RunContext
 
     return RunContext.of(state["run_dir"])
 
 
 def prepare(state: LoopState) -> LoopState:
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     info = steps.prepare(ctx)
     steps.reconcile(ctx)
     ctx.events.emit("prepare", **info)
@@ -52,7 +52,7 @@ def prepare(state: LoopState) -> LoopState:
 
 
 def measure(state: LoopState) -> LoopState:
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     m = steps.measure(ctx)
     history = [*state.get("g_vendi_history", []), m["g_vendi"]][-200:]
     ctx.events.emit("measure", round=state.get("round", 0), **m)
@@ -61,7 +61,7 @@ def measure(state: LoopState) -> LoopState:
 
 
 def route(state: LoopState) -> str:
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     if ctx.pool.accepted.count >= ctx.target:
         return "done"
     if state.get("idle_rounds", 0) >= ctx.cfg.patience:
@@ -70,7 +70,7 @@ def route(state: LoopState) -> str:
 
 
 def finish(state: LoopState) -> LoopState:
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     reason = "target reached" if ctx.pool.accepted.count >= ctx.target else (
         f"no sample accepted in {ctx.cfg.patience} rounds in a row")
     ctx.events.emit("stop", reason=reason, accepted=ctx.pool.accepted.count, target=ctx.target)
@@ -79,15 +79,15 @@ def finish(state: LoopState) -> LoopState:
 
 def cluster(state: LoopState) -> LoopState:
     r = state.get("round", 0) + 1
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     info = steps.cluster(ctx, r)
     ctx.events.emit("cluster", round=r, **info)
     return {"round": r, "last": {"round": r, "started": time.time(), "cluster": info}}
 
 
-def _step(name: str, fn):
+def step_node(name: str, fn):
     def node(state: LoopState) -> LoopState:
-        ctx = _ctx(state)
+        ctx = ctx_of(state)
         info = fn(ctx, state["round"])
         ctx.events.emit(name, round=state["round"], **info)
         return {"last": {**state.get("last", {}), name: info}}
@@ -98,11 +98,12 @@ def _step(name: str, fn):
 
 
 def commit(state: LoopState) -> LoopState:
-    ctx = _ctx(state)
+    ctx = ctx_of(state)
     info = steps.commit(ctx, state["round"])
     last = {**state.get("last", {}), "commit": info}
     ctx.events.emit("round", round=state["round"], funnel=last, accepted=ctx.pool.accepted.count,
                     target=ctx.target)
+    ctx.events.emit("usage", round=state["round"], roles=ctx.usage_since_last())
     idle = 0 if info["accepted"] or info.get("already") else state.get("idle_rounds", 0) + 1
     return {"last": last, "accepted": ctx.pool.accepted.count, "idle_rounds": idle}
 
@@ -112,10 +113,10 @@ builder = StateGraph(LoopState)
 builder.add_node("prepare", prepare)
 builder.add_node("measure", measure)
 builder.add_node("cluster", cluster)
-builder.add_node("generate", _step("generate", steps.generate))
-builder.add_node("vote", _step("vote", steps.vote))
-builder.add_node("reject", _step("reject", steps.reject))
-builder.add_node("decontaminate", _step("decontaminate", steps.decontaminate))
+builder.add_node("generate", step_node("generate", steps.generate))
+builder.add_node("vote", step_node("vote", steps.vote))
+builder.add_node("reject", step_node("reject", steps.reject))
+builder.add_node("decontaminate", step_node("decontaminate", steps.decontaminate))
 builder.add_node("commit", commit)
 builder.add_node("finish", finish)
 builder.add_edge(START, "prepare")

@@ -14,10 +14,14 @@ from pathlib import Path
 FIELDS = {"generate": ("examples", "num_new"), "judge": ("candidate", "benchmark_item")}
 
 
-def load(task: str, role: str, override: str | Path | None = None) -> str:
-    """The template for (task, role): `override/<role>.md` when that file exists, else the built-in one."""
-    if override is not None:
-        mine = Path(override) / f"{role}.md"
-        if mine.is_file():
-            return mine.read_text(encoding="utf-8")
+def load(task: str, role: str, override: str | Path | None = None, root: str | Path | None = None) -> str:
+    """The template for (task, role): `override/<role>.md` when that file exists, else the task's own
+    (`root/<role>.md` for a plug-in task), else the built-in one."""
+    for folder in (override, root):
+        if folder is not None and (Path(folder) / f"{role}.md").is_file():
+            return (Path(folder) / f"{role}.md").read_text(encoding="utf-8")
+    if root is not None:
+        from prism_agent.errors import BadInputError
+
+        raise BadInputError(f"task {task!r} has no {role}.md in {root}")
     return resources.files(__name__).joinpath(task, f"{role}.md").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prism_agent.config.backends import OpenAIBackendConfig
+from prism_agent.config.backends import OpenAIBackendConfig, parse_roles
 from prism_agent.config.run import build_run_config, parse_target
 from prism_agent.errors import BadInputError
 from prism_agent.run.manifest import open_manifest, read_manifest
@@ -32,7 +32,7 @@ def test_toml_then_flags(tmp_path):
     assert cfg.task == "math" and cfg.target == 300 and cfg.seeds == ("gsm8k-train",)
     assert cfg.votes.n == 5 and cfg.votes.tau == 3 and cfg.votes.max_tokens == 2048  # task defaults kept
     assert cfg.generation.num_new == 3 and cfg.generation.temperature == 0.9
-    assert cfg.generation_max_tokens() == 768  # the task's default when not set
+    assert cfg.generation_max_tokens() == 384  # the task's default when not set
     assert isinstance(cfg.roles.generator, OpenAIBackendConfig)
     with pytest.raises(BadInputError, match="tau"):
         build_run_config(None, {"task": "nli", "target": 10, "vote": {"n": 2, "tau": 3}})
@@ -48,7 +48,7 @@ def test_manifest_resume_extend_and_refuse(tmp_path):
     extended = open_manifest(paths, build_run_config(None, {"task": "nli", "target": 500}))
     assert extended.target == 500 and read_manifest(paths).target == 500 and extended.run_id == first.run_id
     changed = build_run_config(None, {"task": "nli", "target": 500, "generation": {"num_new": 4}})
-    with pytest.raises(BadInputError, match=r"differs in: generation\.num_new.*--allow-config-change"):
+    with pytest.raises(BadInputError, match=r"differs in: generation\.num_new: 2 → 4\. Pass --force-config"):
         open_manifest(paths, changed)
     assert open_manifest(paths, changed, allow_config_change=True).config["generation"]["num_new"] == 4
     with pytest.raises(BadInputError, match="not a prism-agent run directory"):
@@ -71,3 +71,80 @@ def test_example_config_parses():
     cfg = build_run_config(Path(__file__).resolve().parents[1] / "examples" / "run-nli.toml", {"target": "200k"})
     assert cfg.task == "nli" and cfg.target == 200_000 and cfg.roles.solver.backend == "vllm"
     assert cfg.roles.judge.api_key_env == "JUDGE_API_KEY" and cfg.generation_max_tokens() == 256
+
+
+def _openai_run(**generator):
+    table = {"backend": "openai", "base_url": "http://127.0.0.1:8000/v1", "model": "m", **generator}
+    cfg = build_run_config(None, {"task": "nli", "target": 100})
+    return cfg.model_copy(update={"roles": parse_roles({"generator": table})})
+
+
+def test_free_fields_change_without_force(tmp_path):
+    """Target, patience, endpoint URL, key variable, concurrency, timeouts and retries may change on resume;
+    the manifest records the new values. The model may not, and the refusal shows old → new."""
+    paths = RunPaths(tmp_path / "run")
+    first = open_manifest(paths, _openai_run())
+    moved = _openai_run(base_url="http://10.0.0.5:8000/v1", api_key_env="MY_KEY", max_concurrency=4,
+                        timeout_s=30.0, max_retries=2, backoff_max_s=5.0)
+    moved = moved.model_copy(update={"target": 300, "patience": 9})
+    again = open_manifest(paths, moved)
+    assert again.run_id == first.run_id and again.target == 300
+    saved = read_manifest(paths).config
+    assert saved["roles"]["generator"]["base_url"] == "http://10.0.0.5:8000/v1" and saved["patience"] == 9
+    assert first.identity_hash == again.identity_hash
+    with pytest.raises(BadInputError, match=r'roles\.generator\.model: "m" → "other".*free to change without it: '
+                                            r"target, patience, endpoint URLs"):
+        open_manifest(paths, _openai_run(model="other"))
+
+
+def test_manifest_from_before_free_fields(tmp_path):
+    """A manifest whose stored config still holds fields that are free now (and a hash over them) resumes."""
+    import json
+
+    paths = RunPaths(tmp_path / "run")
+    open_manifest(paths, _openai_run())
+    data = json.loads(paths.manifest.read_text())
+    data["identity_hash"] = "0" * 16  # as computed by an older identity that included the free fields
+    data["config"].pop("target")
+    paths.manifest.write_text(json.dumps(data))
+    assert open_manifest(paths, _openai_run(max_concurrency=8)).identity_hash == _openai_run().identity_hash()
+
+
+@pytest.mark.parametrize(("field", "free"), [("target", True), ("roles.judge.base_url", True),
+                                             ("roles.solver.max_concurrency", True), ("featurizer.threads", True),
+                                             ("roles.solver.model", False), ("per_round", False),
+                                             ("generation.temperature", False), ("featurizer.rank_in", False)])
+def test_is_free(field, free):
+    from prism_agent.config.run import is_free
+
+    assert is_free(field) is free
+
+
+def test_other_task_refused_even_forced(tmp_path):
+    paths = RunPaths(tmp_path / "run")
+    open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10}))
+    with pytest.raises(BadInputError, match="is a run of task 'nli', not 'math'"):
+        open_manifest(paths, build_run_config(None, {"task": "math", "target": 10}), allow_config_change=True)
+
+
+def test_inline_api_key_refused_without_echo():
+    with pytest.raises(BadInputError, match="api_key_env") as info:
+        parse_roles({"judge": {"backend": "openai", "base_url": "http://x/v1", "model": "m", "api_key": "sk-SECRET"}})
+    assert "sk-SECRET" not in str(info.value)
+
+
+def test_option_added_later_does_not_block_resume(tmp_path):
+    """A manifest written before an option existed (here `seed` and `generation.top_p`) resumes while the
+    option holds its default, and is refused once the user sets another value."""
+    import json
+
+    paths = RunPaths(tmp_path / "run")
+    open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10}))
+    data = json.loads(paths.manifest.read_text())
+    del data["config"]["seed"], data["config"]["generation"]["top_p"]
+    paths.manifest.write_text(json.dumps(data))
+    open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10}))
+    assert read_manifest(paths).config["generation"]["top_p"] == 0.95  # recorded from now on
+    paths.manifest.write_text(json.dumps(data))
+    with pytest.raises(BadInputError, match=r"generation\.top_p: \(unset\) → 0\.9"):
+        open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10, "generation": {"top_p": 0.9}}))

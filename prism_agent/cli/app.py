@@ -18,6 +18,7 @@ from prism_agent.cli.data_cmd import data_app
 from prism_agent.cli.decontam_cmd import decontam
 from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
+from prism_agent.cli.report_cmd import report
 from prism_agent.cli.run_cmd import run
 from prism_agent.cli.status_cmd import export, status
 from prism_agent.errors import PrismError
@@ -38,30 +39,49 @@ app.command("run")(run)
 app.command("status")(status)
 app.command("export")(export)
 app.command("decontam")(decontam)
+app.command("report")(report)
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(Exit, Abort, ClickException) classes. Newer Typer releases vendor their own copy of click, whose
+    exceptions are not click's: both must be caught, or a usage error prints a traceback and an Exit(130)
+    becomes exit status 0."""
+    exits, aborts, usage = [click.exceptions.Exit, typer.Exit], [click.exceptions.Abort, typer.Abort], [
+        click.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # Typer that uses click itself
+        vendored = None
+    if vendored is not None:
+        usage.append(vendored.ClickException)
+    return tuple(set(exits)), tuple(set(aborts)), tuple(set(usage))
 
 
 def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     command = typer.main.get_command(app)
-    try:
-        command.main(args=argv, prog_name="prism-agent", standalone_mode=False)
+    args = sys.argv[1:] if argv is None else list(argv)
+    exits, aborts, usage = _click_exceptions()
+    try:  # `obj` carries the arguments so that `run` can print the exact command that resumes it
+        code = command.main(args=args, prog_name="prism-agent", standalone_mode=False, obj={"argv": args})
     except PrismError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
         sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except usage as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except OSError as exc:  # unreadable/unwritable paths, disk full: the user's environment, not a bug
         err.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False)
         sys.exit(2)
+    if isinstance(code, int) and code:  # non-standalone Typer returns an Exit's code instead of raising it
+        if code == 130:
+            err.print("interrupted")
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,30 @@
 """`prism-agent run`: the Prismatic loop until the target count of accepted samples.
 
 Re-running with the same run directory resumes (at the node that was running when it stopped); a larger
-`--target` extends a finished run.
+`--target` extends a finished run. Input is checked before anything is written or loaded (`run/preflight`),
+and Ctrl-C/SIGTERM stop at a step boundary with the command that resumes (`cli/interrupt`).
 """
 
 from __future__ import annotations
 
+import errno
+import signal
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from prism_agent.cli.console import err, out
+from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, invocation
 from prism_agent.config.backends import parse_backend
-from prism_agent.errors import BadInputError
+from prism_agent.config.run import FREE_SUMMARY
+from prism_agent.errors import BadInputError, PrismError
 
 ROLE_HELP = "local | local:MODEL | vllm:MODEL | openai:MODEL@BASE_URL (more settings: --config)"
+FORCE_HELP = ("continue a run directory whose config changed in a field that shapes the data (the refusal "
+              f"lists old → new). Free to change without it: {FREE_SUMMARY}")
 
 
 def role_spec(spec: str, role: str) -> dict:
@@ -79,7 +87,10 @@ def _live(ctx, updates) -> None:
 
 
 def run(
-    task: str = typer.Option(..., "--task", help="nli | math"),
+    cli: typer.Context,
+    task: str = typer.Option(..., "--task", help="nli | math | a plug-in task (module:Class or file.py:Class)"),
+    graph: str | None = typer.Option(None, "--graph", help="prismatic (default) | vanilla: the paper's baseline, "
+                                     "few-shot from random pool samples and no rejection by cluster"),
     target: str = typer.Option(..., "--target", help="accepted samples wanted: 300, 200k, 1.5M"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/<task>"),
     config: Path | None = typer.Option(None, "--config", help="TOML: roles, voting, clustering, …"),
@@ -91,24 +102,25 @@ def run(
     proxy: str | None = typer.Option(None, "--proxy", help="proxy model for gradients (pinned name, folder, .gguf)"),
     per_round: int | None = typer.Option(None, "--per-round", min=1, help="generator requests per round"),
     prompts: Path | None = typer.Option(None, "--prompts", help="folder with your generate.md/solve.md/judge.md"),
-    allow_config_change: bool = typer.Option(False, "--allow-config-change",
-                                             help="continue a run directory with a changed config"),
+    force_config: bool = typer.Option(False, "--force-config", help=FORCE_HELP),
+    allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
+                                             help="old name of --force-config"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
 ) -> None:
     """Grow a gradient-diverse dataset: measure → cluster → few-shot from sparse clusters → generate → vote →
-    reject by nearest centroid → decontaminate → commit, until --target samples are accepted."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    reject by nearest centroid → decontaminate → commit, until --target samples are accepted.
 
+    Run the same command again to resume. Ctrl-C or SIGTERM stops after the current step (or abandons it
+    after a few seconds; nothing finished is lost), exits 130 and prints the command that resumes."""
     from prism_agent.config.backends import parse_roles, read_toml
     from prism_agent.config.run import build_run_config
-    from prism_agent.graphs.prismatic import builder
     from prism_agent.loop.context import RunContext
 
     roles = dict(read_toml(config).get("roles", {})) if config else {}
     for role, spec in (("generator", generator), ("solver", solver), ("judge", judge)):
         if spec:
             roles[role] = role_spec(spec, role)
-    overrides = {"task": task, "target": target, "seeds": tuple(seed) if seed else None,
+    overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seed) if seed else None,
                  "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round,
                  "prompts": str(prompts) if prompts else None}
     cfg = build_run_config(config, overrides)
@@ -120,26 +132,105 @@ def run(
     checked.prompts_dir = cfg.prompts
     checked.check_templates()
     root = run_dir or Path("runs") / task
-    ctx = RunContext.open(root, cfg, allow_config_change=allow_config_change)
-    err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False)
+    _preflight(root, cfg, checked.seeds, force_config or allow_config_change)
+    resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
+    with _environment_errors(root, resume):
+        ctx = RunContext.open(root, cfg, allow_config_change=force_config or allow_config_change)
+        err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False)
+        _loop(ctx, root, resume, plain)
+
+
+def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
+    """Stream the graph from its last checkpoint; on Ctrl-C/SIGTERM stop, print `resume` and exit 130."""
+    import importlib
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    builder = importlib.import_module(f"prism_agent.graphs.{ctx.cfg.graph}").builder
+
     conn = sqlite3.connect(ctx.paths.checkpoints, check_same_thread=False)
     try:
-        graph = builder.compile(checkpointer=SqliteSaver(conn))
-        thread = {"configurable": {"thread_id": ctx.manifest.run_id}, "recursion_limit": 10_000_000}
-        pending = graph.get_state(thread).next
-        start = None if pending else {"run_dir": str(root), "idle_rounds": 0}
-        if pending:
-            err.print(f"resuming at {', '.join(pending)}", highlight=False)
-        t0 = time.perf_counter()
-        updates = graph.stream(start, thread, stream_mode="updates")
-        if plain or not out.is_terminal:
-            for update in updates:
-                line = _line(update)
-                if line:
-                    out.print(line, highlight=False, markup=False)
-        else:
-            _live(ctx, updates)
+        with GracefulStop() as stop:  # before anything is printed: a signal from now on is handled
+            graph = builder.compile(checkpointer=SqliteSaver(conn))
+            thread = {"configurable": {"thread_id": ctx.manifest.run_id}, "recursion_limit": 10_000_000}
+            state = graph.get_state(thread)
+            pending = state.next
+            start = None if pending else {"run_dir": str(root), "idle_rounds": 0}
+            if pending:
+                _follow_moved_run(ctx, (state.values or {}).get("run_dir"))
+                err.print(f"resuming at {', '.join(pending)}", highlight=False)
+            t0 = time.perf_counter()
+            updates = graph.stream(start, thread, stream_mode="updates")
+            try:
+                if plain or not out.is_terminal:
+                    for update in stop.until(updates):
+                        line = _line(update)
+                        if line:
+                            out.print(line, highlight=False, markup=False)
+                else:
+                    _live(ctx, stop.until(updates))
+            except KeyboardInterrupt:  # a second signal, or the grace period ran out: the step is abandoned
+                stop.requested = stop.requested or signal.SIGINT
+            stop.disarm()
+            updates.close()  # lets LangGraph write the checkpoint of the last finished step
+            if stop.requested and graph.get_state(thread).next:
+                err.print(f"stopped; {ctx.pool.accepted.count}/{ctx.target} accepted and committed. To resume:",
+                          highlight=False)
+                err.print(resume, highlight=False, markup=False, soft_wrap=True)
+                raise SystemExit(EXIT_INTERRUPTED)  # not typer.Exit: main would add "interrupted"
         out.print(f"done in {time.perf_counter() - t0:.0f} s: {ctx.pool.accepted.count}/{ctx.target} accepted "
                   f"in {root}", highlight=False)
     finally:
         conn.close()
+
+
+def _follow_moved_run(ctx, stored: str | None) -> None:
+    """The checkpointed state names the run directory as the first command gave it. Resumed from another
+    working directory (a relative --run-dir) or after the folder was moved or copied, the nodes would look
+    the run up under that old path and fail; so the opened run is registered under it as well."""
+    if stored and Path(stored).resolve() != ctx.paths.root.resolve():
+        from prism_agent.loop import context
+
+        with context._LOCK:
+            context._CONTEXTS[str(Path(stored).resolve())] = ctx
+
+
+def _preflight(root: Path, cfg, task_seeds: tuple[str, ...], force: bool) -> None:
+    """Everything that can be checked without writing or loading a model: run directory, seeds, models,
+    endpoints. Bad input then costs seconds and leaves the run directory as it was."""
+    from prism_agent.run import preflight
+    from prism_agent.run.manifest import describe
+    from prism_agent.run.paths import RunPaths
+
+    paths = RunPaths(root)
+    changes = preflight.check_run_dir(paths, cfg, force=force)
+    if changes:
+        err.print(f"note: --force-config: continuing {root} with a changed config ({describe(changes)})",
+                  highlight=False, markup=False, soft_wrap=True)
+    preflight.check_seeds(paths, cfg, task_seeds)
+    preflight.check_models(cfg)
+    preflight.check_endpoints(cfg)
+
+
+@contextmanager
+def _environment_errors(root: Path, resume: str):
+    """A full disk or a file-size limit hit mid-run is the environment, not a bug: one line that says how to
+    resume. What was committed stays (atomic writes, commit records, SQLite transactions)."""
+    full = "disk full or a file-size limit?"
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is None and "written" in str(exc):  # numpy's short write: "N requested and M written"
+            why, where = f"short write ({exc}; {full})", root
+        elif exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            why, where = f"{exc.strerror} ({full})", exc.filename or root
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EIO):
+            why, where = exc.strerror, exc.filename or root
+        else:
+            raise
+        raise PrismError(f"cannot write to {where}: {why}; fix that and resume with: {resume}") from None
+    except sqlite3.OperationalError as exc:  # SQLite reports a full disk or a file-size limit in its own words
+        if not any(w in str(exc) for w in ("full", "disk I/O", "readonly", "unable to open")):
+            raise
+        raise PrismError(f"cannot write to a SQLite file in {root}: {exc} ({full}); fix that and resume with: "
+                         f"{resume}") from None

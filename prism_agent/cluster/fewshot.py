@@ -8,9 +8,12 @@ Modes:
 - "pool": random samples of the whole pool, ignoring clusters (what the paper's released generation
   script did), useful as the no-targeting baseline.
 
-Up to `shots` members are drawn without replacement and returned in random order. The choice depends on
-nothing but the inputs and `seed`, which may be a tuple such as (round, prompt index): a resumed run
-rebuilds the identical prompt, so its cached LLM call is replayed rather than paid for again.
+Up to `shots` members are drawn without replacement and returned in random order. When the chosen cluster
+has fewer than `shots` members (common on a small pool, where the smallest clusters are singletons) and the
+centroids are given, the prompt is filled from the clusters nearest to it, sparse ones first: a one-example
+prompt makes a small generator drift off format, and the neighbours keep the examples in the same region.
+The choice depends on nothing but the inputs and `seed`, which may be a tuple such as (round, prompt index):
+a resumed run rebuilds the identical prompt, so its cached LLM call is replayed rather than paid for again.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def pick_fewshot(
     shots: int = 5,
     mode: FewShotMode = "smallest",
     smallest_fraction: float = 0.10,
+    centroids: np.ndarray | None = None,
 ) -> FewShotPick:
     if shots < 1:
         raise ValueError("shots must be at least 1")
@@ -78,4 +82,26 @@ def pick_fewshot(
     pool = members.of(cluster)
     take = min(shots, pool.size)
     positions = pool[rng.choice(pool.size, size=take, replace=False)]
+    if take < shots and centroids is not None:
+        positions = np.concatenate([positions, _neighbours(members, sparse, centroids, cluster, shots - take, rng)])
+        positions = positions[rng.permutation(positions.size)]
     return FewShotPick(mode=mode, cluster=cluster, positions=positions.astype(np.int64))
+
+
+def _neighbours(members: ClusterMembers, sparse: SparseSet | None, centroids: np.ndarray, cluster: int,
+                need: int, rng: np.random.Generator) -> np.ndarray:
+    """`need` members of the clusters nearest `cluster` (cosine of centroids), sparse clusters first."""
+    cos = np.asarray(centroids, dtype=np.float64) @ np.asarray(centroids[cluster], dtype=np.float64)
+    is_sparse = sparse.mask if sparse is not None else np.zeros(cos.size, dtype=bool)
+    order = np.lexsort((-cos, ~is_sparse))  # sparse first, then by decreasing cosine
+    taken: list[np.ndarray] = []
+    for other in order:
+        if need <= 0:
+            break
+        if other == cluster or members.sizes[other] == 0:
+            continue
+        pool = members.of(int(other))
+        picked = pool[rng.choice(pool.size, size=min(need, pool.size), replace=False)]
+        taken.append(picked)
+        need -= picked.size
+    return np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)

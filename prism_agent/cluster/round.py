@@ -95,7 +95,7 @@ class ClusterRound:
             self.members, self.sparse, seed=seed,
             shots=cfg.fewshot_shots if shots is None else shots,
             mode=cfg.fewshot_mode if mode is None else mode,
-            smallest_fraction=cfg.fewshot_smallest_fraction,
+            smallest_fraction=cfg.fewshot_smallest_fraction, centroids=self.centroids,
         )
 
 

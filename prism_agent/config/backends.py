@@ -32,6 +32,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROLES = ("generator", "solver", "judge")
+SECRET_KEYS = frozenset({"api_key", "key", "token", "api_token", "secret", "password", "authorization"})
 RoleName = Literal["generator", "solver", "judge"]
 
 
@@ -73,6 +74,10 @@ class OpenAIBackendConfig(_Backend):
     choice_constraint: Literal["none", "vllm"] = Field(
         "none", description="how requests with `choices` are constrained: vllm = structured_outputs.choice "
         "(vLLM/SGLang servers); none = free text, parsed by the caller"
+    )
+    prefill: Literal["message", "vllm"] = Field(
+        "message", description="how a started answer (a final assistant message) is sent: message = as is "
+        "(llama.cpp's server continues it); vllm = with continue_final_message (vLLM servers)"
     )
 
 
@@ -126,6 +131,10 @@ AnyBackend = LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig
 def parse_backend(table: dict, *, where: str = "backend") -> AnyBackend:
     """One role's table → its typed config; unknown backend names list the valid ones."""
     name = table.get("backend", "local")
+    inline = sorted(k for k in table if k in SECRET_KEYS)
+    if inline:  # named without its value: the refusal must not copy the secret into a terminal or CI log
+        raise BadInputError(f"{where}: {inline[0]} is not accepted in a config (keys never go in files); "
+                            "put the key in an environment variable and name it with api_key_env = \"VAR\"")
     cls = BACKENDS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise BadInputError(f"{where}: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")

@@ -1,8 +1,9 @@
 """`RunConfig`: everything that decides what a run produces, validated strictly.
 
 It is loaded from a TOML file (`--config`), then CLI flags override it. The manifest of a run directory
-keeps its JSON form minus `target` (a larger target extends a run) and minus operational settings that do
-not change the data; reopening a run with a different config is refused unless the user opts in.
+keeps its JSON form; reopening a run is refused when a field that shapes the data changed (unless the user
+passes --force-config), while the free fields (`FREE_FIELDS`: the target, endpoints, concurrency, …) may
+change.
 API keys are never here: backends name the environment variable.
 """
 
@@ -12,7 +13,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,21 +46,33 @@ def parse_target(text: str | int) -> int:
 
 
 class GeneratorSampling(BaseModel):
-    """The generator role's request shape (METHOD §2 step 5: temperature 1.0, top_p 0.95, 2 per request)."""
+    """The generator role's request shape (METHOD §2 step 5: temperature 1.0, top_p 0.95, 2 per request).
+
+    Each request asks for `num_new` completions of one new sample each (the paper asks for 2 blocks in one
+    completion): every completion then has its own seed and ends at the sample's closing tag, and a small
+    model, whose answer is started for it (`prefill`), keeps the format far more often."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     shots: int = Field(5, ge=1, le=32, description="few-shot examples per request, from one sparse cluster")
-    num_new: int = Field(2, ge=1, le=16, description="new samples asked for per request")
+    num_new: int = Field(2, ge=1, le=16, description="new samples (completions) per request")
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=16, description="default: the task's (nli 256, math 768)")
+    max_tokens: int | None = Field(None, ge=16, description="per new sample; default: the task's (nli 96, math 384)")
+    prefill: bool = Field(True, description="start the generator's answer with the task's opening tag (turn off "
+                          "for endpoints that cannot continue a final assistant message)")
+
+
+EMBEDDED_JUDGE_FLOOR = 0.75  # see RunConfig.decontam_settings
 
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     task: str
+    graph: Literal["prismatic", "vanilla"] = Field(
+        "prismatic", description="prismatic: few-shot from sparse gradient clusters, keep candidates nearest a "
+        "sparse centroid; vanilla: few-shot from random pool samples, no cluster rejection (the paper's baseline)")
     target: int = Field(..., ge=1)
     seeds: tuple[str, ...] = Field((), description="seed sets (built-in names or files); default: the task's")
     seed_sample: int | None = Field(None, ge=1, description="seed rows used; default: scaled to the target")
@@ -93,25 +106,82 @@ class RunConfig(BaseModel):
         return min(available, max(128, self.target // 2))
 
     def generation_max_tokens(self) -> int:
-        """Two NLI pairs fit in ≈100 tokens and two problems in a few hundred; local decoding runs a batch
-        until its longest row ends, so a tight cap is most of a round's time on CPU."""
-        return self.generation.max_tokens or {"nli": 256, "math": 768}.get(self.task, 512)
+        """An NLI pair fits in ≈50 tokens and a problem in a few hundred; local decoding runs a batch until its
+        longest row ends, so a tight cap bounds a round's time on CPU when a row never closes its block."""
+        from prism_agent.tasks.registry import get_task
+
+        return self.generation.max_tokens or get_task(self.task).max_new_tokens
+
+    def decontam_settings(self) -> DecontamConfig:
+        """The decontamination settings in force. With the embedded default model as judge and no floor set,
+        the judge is asked only from cosine EMBEDDED_JUDGE_FLOOR up: that 135M model answers "yes" (same
+        item) to unrelated pairs (measured: it dropped 2 of 2 non-paraphrases at cosine 0.55 and 0.68), so
+        asking it about everything drops good samples at random, while 97.5 % of light paraphrases of SNLI
+        test items (synonyms, a swap, a dropped word) embed at cosine ≥ 0.75 (median 0.906)."""
+        from prism_agent.config.backends import LocalBackendConfig
+
+        judge = self.roles.judge
+        d = self.decontam
+        if d.judge and d.similarity_floor is None and isinstance(judge, LocalBackendConfig) \
+                and judge.model == LocalBackendConfig().model:
+            return d.model_copy(update={"similarity_floor": EMBEDDED_JUDGE_FLOOR})
+        return d
 
     def requests_per_round(self) -> int:
         if self.per_round is not None:
             return self.per_round
         return int(min(4096, max(8, self.target // 20)))
 
+    def record(self) -> dict[str, Any]:
+        """The whole config as JSON (what the manifest keeps). It holds no secret: roles name the environment
+        variable of their key, never the key. Unset optional settings (None) are left out, so a newer option
+        does not block resume."""
+        return json.loads(self.model_dump_json(exclude_none=True))
+
     def identity(self) -> dict[str, Any]:
-        """What must not change when a run resumes: everything that shapes the data, minus the target."""
-        data = json.loads(self.model_dump_json(exclude_none=True))
-        data.pop("target")
-        data.pop("patience")
-        return data  # unset optional settings (None) are left out, so a newer option does not block resume
+        """What must not change when a run resumes: everything that shapes the data. The free fields
+        (`FREE_FIELDS`: target, patience, endpoint URLs, key variables, concurrency, timeouts, retries) are
+        left out; they change how fast or where calls run, not what a given request returns, and the call
+        log keys calls by model id + request, so a moved endpoint serving the same model still replays."""
+        return strip_free(self.record())
 
     def identity_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
+FREE_FIELDS: tuple[str, ...] = (
+    "target", "patience",
+    "roles.*.base_url", "roles.*.api_key_env",
+    "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
+    "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
+    "roles.*.latency_factor",
+    "featurizer.threads",
+)
+FREE_SUMMARY = ("target, patience, endpoint URLs (base_url), api_key_env, and per-role concurrency, batch size, "
+                "threads, timeouts and retries")
+
+
+def is_free(field: str) -> bool:
+    """Whether a dotted config path (`roles.generator.base_url`) may change on resume."""
+    parts = field.split(".")
+    for pattern in FREE_FIELDS:
+        want = pattern.split(".")
+        if len(want) == len(parts) and all(w in ("*", p) for w, p in zip(want, parts, strict=True)):
+            return True
+    return False
+
+
+def strip_free(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`data` without its free fields (works on manifests written before a field became free, too)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if is_free(path):
+            continue
+        out[key] = strip_free(value, f"{path}.") if isinstance(value, dict) else value
+    return out
 
 
 def _one_line(exc: ValidationError, prefix: str = "") -> str:

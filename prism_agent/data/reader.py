@@ -125,8 +125,10 @@ def _check_exists(path: Path) -> None:
         raise BadInputError(f"{path}: file is empty")
 
 
-def scan(path: str | Path, *, fields: Fields = Fields(), skip_bad: bool = False) -> ScanReport:
-    """Validate every row; raise one readable error for bad input unless `skip_bad`."""
+def scan(path: str | Path, *, fields: Fields = Fields(), skip_bad: bool = False,
+         hint: str = "fix them or pass --skip-bad") -> ScanReport:
+    """Validate every row; raise one readable error for bad input unless `skip_bad`. `hint` ends the error
+    (commands without --skip-bad say something else)."""
     path = Path(path)
     _check_exists(path)
     fmt = _detect_format(path)
@@ -149,7 +151,7 @@ def scan(path: str | Path, *, fields: Fields = Fields(), skip_bad: bool = False)
     if bad and not skip_bad:
         shown = ", ".join(str(r) for r, _ in bad[:10]) + (" …" if len(bad) > 10 else "")
         raise BadInputError(f"{path}: {len(bad)} bad row(s) ({bad[0][1]} at row {bad[0][0]}); rows {shown}; "
-                            "fix them or pass --skip-bad")
+                            f"{hint}")
     if good == 0:
         raise BadInputError(f"{path}: no usable rows (need fields {fields.prompt!r} and {fields.response!r})")
     return ScanReport(path=path, rows=good, bad_rows=bad)

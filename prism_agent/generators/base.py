@@ -58,10 +58,16 @@ class Generator(ABC):
         """Release network clients; engines that hold a model keep it (they are reused across steps)."""
 
 
+def render_chat(tokenizer, request: GenRequest) -> str:
+    """The request in the model's chat template; a final assistant message is left open (prefill)."""
+    if request.prefill is not None:
+        return tokenizer.apply_chat_template(request.as_messages(), continue_final_message=True, tokenize=False)
+    return tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
+
+
 def chat_token_ids(tokenizer, request: GenRequest) -> list[int]:
     """The request rendered with the model's chat template, as token ids (no second BOS)."""
-    text = tokenizer.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(render_chat(tokenizer, request), add_special_tokens=False)["input_ids"]
 
 
 class EmbeddedGenerator(Generator):

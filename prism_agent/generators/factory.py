@@ -36,13 +36,14 @@ def make_generator(
 
 
 def make_role_generators(roles: RolesConfig, *, replay: ReplayStore | None = None) -> dict[str, Generator]:
-    """One backend per role; roles with equal configs share one instance (and one loaded model)."""
+    """One backend per role; roles with equal configs share one backend instance (one loaded model, one
+    connection pool and concurrency limit), each behind its own replay wrapper so usage counts per role."""
     built: dict[str, Generator] = {}
     out: dict[str, Generator] = {}
     for role in ("generator", "solver", "judge"):
         cfg = roles.of(role)
         key = cfg.model_dump_json()
         if key not in built:
-            built[key] = make_generator(cfg, replay=replay)
-        out[role] = built[key]
+            built[key] = make_generator(cfg)
+        out[role] = ReplayingGenerator(built[key], replay) if replay is not None else built[key]
     return out

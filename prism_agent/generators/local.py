@@ -42,6 +42,7 @@ class _Row:
     top_p: float
     max_new: int
     seed: int
+    stop: tuple[str, ...] = ()
     tokens: list[int] = field(default_factory=list)
     finish: str = "length"
 
@@ -49,8 +50,13 @@ class _Row:
 class _RowSampler:
     """A transformers logits processor that samples each row with its own generator and settings."""
 
-    def __init__(self, rows: list[_Row], eos_id: int, prompt_len: int, device: torch.device):
+    def __init__(self, rows: list[_Row], eos_id: int, prompt_len: int, device: torch.device, decode=None):
         self.rows = rows
+        self.stopped = [False] * len(rows)
+        self.stops = decode is not None and any(r.stop for r in rows)
+        self.decode = decode
+        self.tails: list[list[int]] = [[] for _ in rows]
+        self.tail_tokens = 2 + max((len(x) for r in rows for x in r.stop), default=0)  # ≥ 1 char per token
         self.eos_id = eos_id
         self.prompt_len = prompt_len
         self.gens = []
@@ -59,31 +65,52 @@ class _RowSampler:
             g.manual_seed(r.seed)
             self.gens.append(g)
         self.temps = torch.tensor([max(r.temperature, 1e-6) for r in rows], device=device).unsqueeze(1)
-        self.top_p = torch.tensor([r.top_p for r in rows], device=device).unsqueeze(1)
+        self.top_p = [r.top_p for r in rows]
         self.greedy = [r.temperature == 0.0 for r in rows]
         self.max_new = [r.max_new for r in rows]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_len
-        logits = scores.float() / self.temps
-        probs = torch.softmax(logits, dim=-1)
-        if bool((self.top_p < 1.0).any()):
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            cum = sorted_p.cumsum(dim=-1)
-            drop = (cum - sorted_p) > self.top_p  # keep the smallest prefix whose mass reaches top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+        probs = torch.softmax(scores.float() / self.temps, dim=-1)
         chosen = torch.empty(len(self.rows), dtype=torch.long, device=scores.device)
         for i in range(len(self.rows)):
-            if step >= self.max_new[i]:
+            if step >= self.max_new[i] or self.stopped[i]:
                 chosen[i] = self.eos_id
             elif self.greedy[i]:
                 chosen[i] = scores[i].argmax()
             else:
-                chosen[i] = torch.multinomial(probs[i], 1, generator=self.gens[i])[0]
+                p, ids = _nucleus(probs[i], self.top_p[i])
+                pick = torch.multinomial(p, 1, generator=self.gens[i])[0]
+                chosen[i] = pick if ids is None else ids[pick]
+        if self.stops:
+            self._check_stops(chosen)
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen.unsqueeze(1), 0.0)
         return out
+
+    def _check_stops(self, chosen: torch.Tensor) -> None:
+        """End a row once its text contains one of its stop strings: the batch then stops waiting for it
+        (a stop is otherwise only applied to the finished text, after the longest row has run to its cap)."""
+        for i, r in enumerate(self.rows):
+            if self.stopped[i] or not r.stop:
+                continue
+            self.tails[i].append(int(chosen[i]))
+            tail = self.decode(self.tails[i][-self.tail_tokens:])
+            if any(stop in tail for stop in r.stop):
+                self.stopped[i] = True
+
+
+def _nucleus(probs: torch.Tensor, top_p: float, k: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One row's top-p filtered probabilities; when its top k already hold the nucleus (the usual case),
+    only those k are sorted and their vocabulary ids are returned too. The nucleus is the same either way:
+    a full-vocabulary sort was most of a CPU decoding step for a small model."""
+    if top_p >= 1.0:
+        return probs, None
+    top, ids = probs.topk(min(k, probs.shape[-1]))  # sorted, descending
+    if float(top.sum()) < top_p:
+        top, ids = probs.sort(descending=True)
+    drop = (top.cumsum(-1) - top) > top_p  # keep the smallest prefix whose mass reaches top_p
+    return top.masked_fill(drop, 0.0), ids
 
 
 class _Engine:
@@ -125,7 +152,7 @@ class _Engine:
             mask[i, width - len(r.ids):] = 1
         max_new = max(r.max_new for r in rows) + 1  # +1: the step that forces EOS after max_new tokens
         max_new = max(1, min(max_new, self.max_length - width))
-        sampler = _RowSampler(rows, self.eos_id, width, self.device)
+        sampler = _RowSampler(rows, self.eos_id, width, self.device, decode=self.tokenizer.decode)
         config = GenerationConfig(
             do_sample=False, max_new_tokens=max_new, eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
         )
@@ -198,7 +225,8 @@ class LocalGenerator(EmbeddedGenerator):
                 yield i, result
         rows = [
             _Row(request=i, choice=j, ids=prompt_ids[i], temperature=req.sampling.temperature,
-                 top_p=req.sampling.top_p, max_new=req.sampling.max_tokens, seed=row_seed(req.sampling.seed, j))
+                 top_p=req.sampling.top_p, max_new=req.sampling.max_tokens, seed=row_seed(req.sampling.seed, j),
+                 stop=req.sampling.stop)
             for i, req in enumerate(requests) if not req.sampling.choices for j in range(req.sampling.n)
         ]
         pending = {i: req.sampling.n for i, req in enumerate(requests) if not req.sampling.choices}

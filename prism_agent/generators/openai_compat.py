@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from prism_agent.config.backends import OpenAIBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
-from prism_agent.generators.base import GenerationError, Generator
+from prism_agent.generators.base import GenerationError, Generator, render_chat
 from prism_agent.generators.local import row_seed
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
@@ -153,7 +153,7 @@ class OpenAIGenerator(Generator):
 
             folder, gguf, _ = resolve_proxy_path(self.cfg.tokenizer)
             self._template = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
-        return self._template.apply_chat_template(request.as_messages(), add_generation_prompt=True, tokenize=False)
+        return render_chat(self._template, request)
 
     async def _create(self, request: GenRequest, n: int, seed: int | None) -> tuple[list[Completion], Usage]:
         s = request.sampling
@@ -162,8 +162,14 @@ class OpenAIGenerator(Generator):
             args["seed"] = seed
         if s.stop:
             args["stop"] = list(s.stop)
+        extra: dict = {}
         if s.choices and self.cfg.choice_constraint == "vllm":
-            args["extra_body"] = {"structured_outputs": {"choice": list(s.choices)}}
+            extra["structured_outputs"] = {"choice": list(s.choices)}
+        if request.prefill is not None and self.cfg.prefill == "vllm":
+            # vLLM continues a final assistant message only when asked; llama.cpp's server does it by default
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+        if extra:
+            args["extra_body"] = extra
         if self.cfg.mode == "chat":
             resp = await self._client.chat.completions.create(messages=request.as_messages(), **args)
             choices = getattr(resp, "choices", None)

@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS calls (
     request TEXT NOT NULL,
     result TEXT NOT NULL,
     created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sent (
+    key TEXT NOT NULL,
+    t REAL NOT NULL
 )
 """
 
@@ -45,7 +49,7 @@ class ReplayStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed call survives kill -9 and power loss
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> GenResult | None:
@@ -59,6 +63,24 @@ class ReplayStore:
                 "INSERT OR REPLACE INTO calls (key, model, request, result, created) VALUES (?, ?, ?, ?, ?)",
                 (key, model_id, request.model_dump_json(), result.model_dump_json(), time.time()),
             )
+
+    def mark_sent(self, keys: Sequence[str]) -> None:
+        """Record that these requests go to a backend now: the ledger that shows no call recorded in
+        `calls` is ever paid for again (a key sent after its `created` time would be), and what a run paid."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany("INSERT INTO sent (key, t) VALUES (?, ?)", [(k, now) for k in keys])
+
+    def paid_twice(self) -> int:
+        """Requests sent to a backend after their result was already recorded (must be 0)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT COUNT(*) FROM sent JOIN calls ON sent.key = calls.key WHERE sent.t > calls.created"
+            ).fetchone()[0]
+
+    def sent_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM sent").fetchone()[0]
 
     def __len__(self) -> int:
         with self._lock:
@@ -103,6 +125,7 @@ class ReplayingGenerator(Generator):
         if not waiting:
             return
         todo = [(key, idx[0]) for key, idx in waiting.items()]
+        self.store.mark_sent([key for key, _ in todo])
         self.backend_requests += len(todo)
         started = time.perf_counter()
         try:

@@ -60,6 +60,14 @@ class GenRequest(BaseModel):
         msgs = tuple(m if isinstance(m, Message) else Message(**m) for m in messages)
         return cls(messages=msgs, sampling=Sampling(**sampling))
 
+    @property
+    def prefill(self) -> str | None:
+        """The start of the answer when the last message is the assistant's: the model continues it (the
+        returned text excludes it). Small models keep a format far better when its first tokens are given."""
+        if self.messages and self.messages[-1].role == "assistant":
+            return self.messages[-1].content
+        return None
+
     def as_messages(self) -> list[dict]:
         if self.messages:
             return [m.model_dump() for m in self.messages]

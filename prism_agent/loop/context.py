@@ -69,6 +69,21 @@ class RunContext:
 
         return make_role_generators(self.cfg.roles, replay=self.replay)
 
+    def usage_since_last(self) -> dict[str, dict]:
+        """Per role: model, completion tokens, seconds waiting on the backend and backend requests since the
+        last call in this process. Empty before any backend was built. Feeds the per-round `usage` event."""
+        if "roles" not in self.__dict__:
+            return {}
+        mark = self.__dict__.setdefault("_usage_mark", {})
+        out = {}
+        for role, g in self.roles.items():
+            now = (g.tokens, g.busy_s, g.backend_requests)
+            before = mark.get(role, (0, 0.0, 0))
+            mark[role] = now
+            out[role] = {"model": g.model_id, "tokens": now[0] - before[0], "busy_s": round(now[1] - before[1], 3),
+                         "calls": now[2] - before[2]}
+        return out
+
     @cached_property
     def proxy(self):
         import torch
@@ -96,4 +111,5 @@ class RunContext:
         from prism_agent.decontam.decontaminator import Decontaminator
 
         names = list(self.cfg.benchmarks or self.task.benchmarks)
-        return Decontaminator(self.task, load_all(names, self.task), self.cfg.decontam, judge=self.roles["judge"])
+        return Decontaminator(self.task, load_all(names, self.task), self.cfg.decontam_settings(),
+                              judge=self.roles["judge"])

@@ -22,7 +22,7 @@ from prism_agent.data.reader import Sample
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
 from prism_agent.run.pool import Pool, count_rows, sample_seeds
-from prism_agent.tasks.generation import fewshot_prompt, parse_candidates
+from prism_agent.tasks.generation import generation_messages, generation_stops, parse_candidates
 
 
 def derive_seed(*parts: object) -> int:
@@ -134,30 +134,48 @@ def _cluster_round(ctx: RunContext, r: int):
     return load_round(ctx.paths.clusters, r, mmap=True)
 
 
+def _fewshot_picks(ctx: RunContext, r: int) -> list:
+    """Few-shot examples of each request of round r: from one sparse cluster (prismatic), or random pool
+    samples (vanilla; the pool is the feature store's rows, seeds then accepted samples)."""
+    cfg, shots = ctx.cfg, ctx.cfg.generation.shots
+    seeds = [[cfg.seed, r, j] for j in range(cfg.requests_per_round())]
+    if cfg.graph == "vanilla":
+        from prism_agent.cluster.fewshot import FewShotPick
+
+        n = len(ctx.feature_store())
+        return [FewShotPick(mode="pool", cluster=None, positions=np.random.default_rng(s).choice(
+            n, size=min(shots, n), replace=False).astype(np.int64)) for s in seeds]
+    round_ = _cluster_round(ctx, r)
+    return [round_.pick_fewshot(s, shots=shots) for s in seeds]
+
+
 def generate(ctx: RunContext, r: int) -> dict:
     if (summary := done(ctx, r, "generate")) is not None:
         return summary
     cfg, gen = ctx.cfg, ctx.cfg.generation
-    round_ = _cluster_round(ctx, r)
-    picks = [round_.pick_fewshot([cfg.seed, r, j], shots=gen.shots) for j in range(cfg.requests_per_round())]
+    picks = _fewshot_picks(ctx, r)
     rows = ctx.pool.rows_at(p for pick in picks for p in pick.positions)
     requests = []
     for j, pick in enumerate(picks):
         examples = [Pool.as_sample(rows[int(p)]) for p in pick.positions]
+        # one new sample per completion, `num_new` completions per prompt: each ends at its closing tag
         requests.append(GenRequest.chat(
-            [{"role": "user", "content": fewshot_prompt(ctx.task, examples, gen.num_new)}], n=1,
+            generation_messages(ctx.task, examples, gen.num_new, gen.prefill), n=gen.num_new,
             temperature=gen.temperature, top_p=gen.top_p, max_tokens=cfg.generation_max_tokens(),
-            seed=derive_seed(cfg.seed, r, j)))
+            seed=derive_seed(cfg.seed, r, j), stop=generation_stops(ctx.task, gen.prefill)))
     started = time.perf_counter()
     results = asyncio.run(ctx.roles["generator"].generate(requests))
     seconds = time.perf_counter() - started
     out, blocks = [], 0
-    for j, (pick, res) in enumerate(zip(picks, results, strict=True)):
+    for j, (pick, req, res) in enumerate(zip(picks, requests, results, strict=True)):
         shown = {rows[int(p)]["prompt"].strip() for p in pick.positions}
-        for k, prompt in enumerate(parse_candidates(ctx.task, res.texts[0])):
-            blocks += 1
-            if prompt in shown:  # a copied few-shot example is not a new sample
-                continue
+        found: list[str] = []
+        for text in res.texts:
+            for prompt in parse_candidates(ctx.task, (req.prefill or "") + text):
+                blocks += 1
+                if prompt not in shown and prompt not in found:  # a copied example is not a new sample
+                    found.append(prompt)
+        for k, prompt in enumerate(found):
             cluster_id = None if pick.cluster is None else int(pick.cluster)
             out.append({"id": f"r{r:05d}-{j:05d}-{k}", "prompt": prompt, "round": r, "request": j,
                         "cluster": cluster_id, "fewshot": [rows[int(p)]["id"] for p in pick.positions]})
@@ -180,21 +198,26 @@ def vote(ctx: RunContext, r: int) -> dict:
     for c, rec in zip(cands, records, strict=True):
         if not rec.accepted:
             continue
-        response = rec.majority if ctx.task.name == "nli" else rec.kept_solutions[0]
+        # a task answered by one of a few labels stores the label; others keep a majority solution
+        response = rec.majority if ctx.task.solve_choices else rec.kept_solutions[0]
         out.append({**c, "response": response, "answer": rec.majority, "vote": rec.model_dump()})
     return _finish(ctx, r, "vote", out, {"candidates": len(cands), "voted": len(out),
                                          "seconds": time.perf_counter() - started})
 
 
 def reject(ctx: RunContext, r: int) -> dict:
-    """Featurize the voted candidates and keep those whose nearest centroid is a sparse cluster."""
+    """Featurize the voted candidates and keep those whose nearest centroid is a sparse cluster (vanilla:
+    keep every featurized one; its features still feed G-Vendi)."""
     if (summary := done(ctx, r, "reject")) is not None:
         return summary
     rows = read_rows(ctx, r, "vote")
     started = time.perf_counter()
     feats, kept = _featurize(ctx, rows)
     out, keep_feats = [], []
-    if len(kept):
+    if ctx.cfg.graph == "vanilla":
+        out = [rows[i] for i in kept]
+        keep_feats = list(feats)
+    elif len(kept):
         decision = _cluster_round(ctx, r).decide(feats)
         for idx, row_i in enumerate(kept):
             if bool(decision.accepted[idx]):

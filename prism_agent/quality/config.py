@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_ANSWER_CHARS = 300  # paper: longer boxed answers are rarely one final answer, and slow to compare
-TaskName = Literal["math", "nli"]
 TiePolicy = Literal["first", "reject"]
 
 # Paper defaults (METHOD §2 step 6); the NLI sampling settings are not stated there, so they mirror math's.
@@ -25,7 +24,7 @@ _DEFAULTS: dict[str, dict] = {
 class VoteConfig(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    task: TaskName
+    task: str
     n: int = Field(ge=1, le=256, description="solver completions per sample")
     tau: int = Field(ge=1, description="accept when the largest agreeing group has at least tau members")
     temperature: float = Field(0.75, ge=0.0, le=5.0)
@@ -49,6 +48,18 @@ class VoteConfig(BaseModel):
     @classmethod
     def for_task(cls, task: str, **overrides) -> VoteConfig:
         """The paper's defaults for `task`, with any field overridden (None values are ignored)."""
-        base = dict(_DEFAULTS.get(task, {}))
+        name, base = (task, dict(_DEFAULTS[task])) if task in _DEFAULTS else _plugin_defaults(task)
         base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(task=task, **base)
+        return cls(task=name, **base)
+
+
+def _plugin_defaults(spec: str) -> tuple[str, dict]:
+    """A plug-in task's name and voting defaults (`Task.vote_defaults`); none for a spec that is no task."""
+    from prism_agent.errors import PrismError
+    from prism_agent.tasks.registry import get_task
+
+    try:
+        task = get_task(spec)
+    except PrismError:
+        return spec, {}
+    return task.name, dict(task.vote_defaults)

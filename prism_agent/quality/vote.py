@@ -13,7 +13,6 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from prism_agent.quality.config import VoteConfig
-from prism_agent.quality.equivalence import greedy_groups, group_math_answers
 from prism_agent.tasks.base import Extracted, Task
 
 
@@ -41,9 +40,7 @@ def _capped(e: Extracted, limit: int) -> Extracted:
 
 
 def _groups(task: Task, answers: list[str], cfg: VoteConfig) -> list[list[int]]:
-    if task.name == "math":
-        return group_math_answers(answers, timeout_s=cfg.verify_timeout_s)
-    return greedy_groups([[a == b for b in answers] for a in answers])  # labels: equal or not
+    return task.group_answers(answers, cfg.verify_timeout_s)
 
 
 def vote(task: Task, completions: list[str], cfg: VoteConfig) -> VoteRecord:

@@ -16,8 +16,32 @@ class EventLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail_checked = False
+
+    def _repair_tail(self) -> None:
+        """A write cut short (a full disk, a file-size limit) leaves a last line without its newline; the next
+        event would be glued to it and both lost to readers. So, once per writer, the fragment is cut off."""
+        self._tail_checked = True
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size == 0:
+            return
+        with self.path.open("r+b") as fh:
+            end = size
+            while end > 0:
+                start = max(0, end - 65536)
+                fh.seek(start)
+                cut = fh.read(end - start).rfind(b"\n")
+                if cut >= 0:
+                    end = start + cut + 1
+                    break
+                end = start
+            if end != size:
+                fh.truncate(end)
+                os.fsync(fh.fileno())
 
     def emit(self, kind: str, **fields) -> dict:
+        if not self._tail_checked:
+            self._repair_tail()
         event = {"t": round(time.time(), 3), "kind": kind, **fields}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")

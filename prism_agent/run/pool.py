@@ -17,6 +17,7 @@ from prism_agent.run.paths import RunPaths
 from prism_agent.run.samples import SampleLog
 
 SEEDS = "seeds.jsonl"
+SEED_HINT = "fix those rows or remove them from the seed file"
 
 
 def _resolve(name: str) -> Path:
@@ -35,7 +36,7 @@ def sample_seeds(sources: Sequence[str], rows: int, seed: int) -> list[dict]:
     seen = 0
     for name in sources:
         path = _resolve(name)
-        scan(path)  # bad seed files fail here with their row numbers
+        scan(path, hint=SEED_HINT)  # bad seed files fail here with their row numbers
         for s in iter_samples(path):
             row = {"id": f"seed:{name}:{s.id}" if len(sources) > 1 else f"seed:{s.id}", "prompt": s.prompt,
                    "response": s.response, "source": name}
@@ -52,7 +53,7 @@ def sample_seeds(sources: Sequence[str], rows: int, seed: int) -> list[dict]:
 
 
 def count_rows(sources: Sequence[str]) -> int:
-    return sum(scan(_resolve(name)).rows for name in sources)
+    return sum(scan(_resolve(name), hint=SEED_HINT).rows for name in sources)
 
 
 class Pool:

@@ -1,10 +1,12 @@
-"""The one small interface every task implements.
+"""The one small interface every task implements: a task is a plug-in.
 
-A task knows three things about its samples that the quality gates need, and nothing else: how to ask
-the solver role about a sample (the `solve` prompt), how to read one solver completion into the answer or
-label that votes, and which text stands for the sample when it is compared with benchmark items (the
-problem for math; premise and hypothesis for NLI). Keeping these here means voting and decontamination
-never look inside a task's rows themselves.
+A task knows what the loop needs about its samples, and nothing else: how a pool sample is shown as a
+few-shot example and how new samples are read out of a generator completion (its tag and answer start);
+how to ask the solver role about a sample (the `solve` prompt), how to read one solver completion into the
+answer or label that votes, and when two answers agree; which text stands for the sample when it is
+compared with benchmark items; and its defaults (seed sets, benchmarks, voting, token caps, prompts).
+Keeping these here means generation, voting and decontamination never look inside a task's rows
+themselves, and a user's task (`--task my_pkg.tasks:Triage`, see examples/custom_task) runs the same loop.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ class Task(ABC):
     # When the answer is one of a few strings (NLI labels), solver requests ask backends that can constrain
     # decoding to pick exactly one of them; others answer in free text, which `extract` parses.
     solve_choices: tuple[str, ...] = ()
+    # The generator writes each new sample inside <tag>…</tag>; its answer is started for it with
+    # `answer_start` (when the run's generation.prefill is on) and cut at the closing tag.
+    tag: str = "sample"
+    answer_start: str = ""
+    # More stop strings once the answer is started (it then holds exactly one sample): e.g. the start of a
+    # second one. A small model that runs past its sample otherwise decodes to the token cap, holding up
+    # its whole batch.
+    started_stops: tuple[str, ...] = ()
+    max_new_tokens: int = 256  # generator tokens per new sample, unless the run config sets one
+    # N solver completions, τ agreeing, solver tokens each (keys of quality.VoteConfig)
+    vote_defaults: dict = {"n": 3, "tau": 2, "max_tokens": 512}  # noqa: RUF012 (read-only class default)
+    solve_fields: tuple[str, ...] = ("problem",)  # the placeholders solve.md fills
+    prompts_root: str | None = None  # a plug-in's own folder of generate.md/solve.md/judge.md (built-in: None)
 
     @abstractmethod
     def solve_prompt(self, sample: Sample) -> str:
@@ -51,17 +66,34 @@ class Task(ABC):
         """The text the judge reads for a sample; by default the compared text."""
         return self.compare_text(sample)
 
+    def example_text(self, sample: Sample) -> str:
+        """How a pool sample is shown inside a few-shot block."""
+        return sample.prompt.strip()
+
+    def read_block(self, block: str) -> list[str]:
+        """New sample prompts in one `<tag>` block of a generator completion (normalised like the seeds)."""
+        return [block.strip()]
+
+    def read_untagged(self, text: str) -> list[str]:
+        """New sample prompts in a completion that has no `<tag>` block at all (none by default)."""
+        return []
+
+    def group_answers(self, answers: list[str], timeout_s: int) -> list[list[int]]:
+        """Indices of equivalent answers, largest group first (default: equal strings)."""
+        from prism_agent.quality.equivalence import greedy_groups
+
+        return greedy_groups([[a == b for b in answers] for a in answers])
+
     prompts_dir: str | None = None  # a folder of the user's generate.md / solve.md / judge.md
 
     def template(self, role: str) -> str:
-        return prompts.load(self.name, role, self.prompts_dir)
+        return prompts.load(self.name, role, self.prompts_dir, root=self.prompts_root)
 
     def check_templates(self) -> None:
         """Refuse a user's template that lacks a placeholder its role fills (or has one it does not)."""
         from prism_agent.errors import BadInputError
 
-        solve = ("problem",) if self.name == "math" else ("premise", "hypothesis")
-        for role, fields in {**prompts.FIELDS, "solve": solve}.items():
+        for role, fields in {**prompts.FIELDS, "solve": self.solve_fields}.items():
             text = self.template(role)
             missing = [f for f in fields if "{" + f + "}" not in text]
             try:

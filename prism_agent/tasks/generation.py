@@ -15,60 +15,50 @@ from collections.abc import Sequence
 from prism_agent.data.reader import Sample
 from prism_agent.tasks.base import Task
 
-TAGS = {"math": "problem", "nli": "pair"}
 MIN_CHARS = 12
 MAX_CHARS = 4000
-_PAIR = re.compile(r"premise\s*:\s*(?P<p>[^\n]+?)\s*\n+\s*hypothesis\s*:\s*(?P<h>[^\n]+)", re.I)
-_NUMBERED = re.compile(r"^\s*(?:\**\s*problem\s*\d*\s*[:.)]\s*\**|\d+\s*[.)])\s*", re.I | re.M)
-MIN_WORDS = 3  # a side with fewer words is a placeholder ("...") or a fragment
-
-
-def example_text(task: Task, sample: Sample) -> str:
-    """How a pool sample is shown as a few-shot example: the problem, or the premise/hypothesis pair."""
-    if task.name == "nli":
-        from prism_agent.tasks.nli import premise_hypothesis
-
-        pair = premise_hypothesis(sample)
-        if pair is not None:
-            return f"Premise: {pair[0]}\nHypothesis: {pair[1]}"
-    return sample.prompt.strip()
-
-
-def fewshot_prompt(task: Task, examples: Sequence[Sample], num_new: int) -> str:
-    tag = TAGS.get(task.name, "sample")
-    shown = "\n".join(f"<{tag}>\n{example_text(task, s)}\n</{tag}>" for s in examples)
-    return task.template("generate").format(num_new=num_new, examples=shown)
+MIN_WORDS = 3  # fewer words is a placeholder ("...") or a fragment
 
 
 def _words(text: str) -> int:
     return len(re.findall(r"[A-Za-z0-9]+", text))
 
 
-def _pairs(text: str) -> list[str]:
-    out = []
-    for m in _PAIR.finditer(text):
-        premise, hypothesis = " ".join(m["p"].split()), " ".join(m["h"].split())
-        if _words(premise) >= MIN_WORDS and _words(hypothesis) >= MIN_WORDS:
-            out.append(f"Premise: {premise}\nHypothesis: {hypothesis}")
-    return out
+def example_text(task: Task, sample: Sample) -> str:
+    """How a pool sample is shown as a few-shot example (the task decides)."""
+    return task.example_text(sample)
+
+
+def generation_messages(task: Task, examples: Sequence[Sample], num_new: int, prefill: bool) -> list[dict]:
+    """The generator's chat: the few-shot prompt, then (with `prefill`) the start of its answer, so even a
+    small model opens the block in the task's format; each completion is cut at the closing tag."""
+    messages = [{"role": "user", "content": fewshot_prompt(task, examples, num_new)}]
+    if prefill and task.answer_start:
+        messages.append({"role": "assistant", "content": task.answer_start})
+    return messages
+
+
+def generation_stops(task: Task, prefill: bool) -> tuple[str, ...]:
+    """Where a completion of one new sample ends: its closing tag, and with a started answer also the
+    task's `started_stops` (the start of a second sample)."""
+    return (f"</{task.tag}>", *(task.started_stops if prefill and task.answer_start else ()))
+
+
+def fewshot_prompt(task: Task, examples: Sequence[Sample], num_new: int) -> str:
+    tag = task.tag
+    shown = "\n".join(f"<{tag}>\n{example_text(task, s)}\n</{tag}>" for s in examples)
+    return task.template("generate").format(num_new=num_new, examples=shown)
 
 
 def parse_candidates(task: Task, text: str) -> list[str]:
     """New sample prompts in a generator completion, in order, normalised like the seed sets' prompts.
 
-    Tagged blocks come first; a completion without any (small models often drop the tags) falls back to
-    the task's own shape: `Premise:`/`Hypothesis:` line pairs for NLI, numbered or "Problem N:" items
-    for math."""
-    tag = TAGS.get(task.name, "sample")
+    Tagged blocks come first (each read by the task); a completion without any (small models often drop
+    the tags) falls back to the task's own shape: `Premise:`/`Hypothesis:` line pairs for NLI, numbered or
+    "Problem N:" items for math."""
+    tag = task.tag
     blocks = re.findall(rf"<{tag}>\s*(.*?)\s*(?:</{tag}>|(?=<{tag}>)|\Z)", text, flags=re.S | re.I)
-    found: list[str] = []
-    if task.name == "nli":
-        for block in blocks or [text]:
-            found += _pairs(block)
-    elif blocks:
-        found = [b.strip() for b in blocks]
-    else:
-        found = [part.strip() for part in _NUMBERED.split(text)[1:]]
+    found = [item for block in blocks for item in task.read_block(block)] if blocks else task.read_untagged(text)
     out: list[str] = []
     for item in found:
         if MIN_CHARS <= len(item) <= MAX_CHARS and _words(item) >= MIN_WORDS and item not in out:

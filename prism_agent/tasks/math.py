@@ -47,8 +47,16 @@ def last_boxed(text: str) -> str | None:
     return found
 
 
+_NUMBERED = re.compile(r"^\s*(?:\**\s*problem\s*\d*\s*[:.)]\s*\**|\d+\s*[.)])\s*", re.I | re.M)
+
+
 class MathTask(Task):
     name = "math"
+    tag = "problem"
+    answer_start = "<problem>\n"
+    started_stops = ("<problem>",)
+    max_new_tokens = 384
+    vote_defaults = {"n": 3, "tau": 2, "max_tokens": 2048}  # noqa: RUF012 (paper: 2 of 3 agree)
     seeds = ("gsm8k-train", "math-train")
     benchmarks = ("gsm8k-test", "math-test", "math500", "minerva-math", "aime24", "aime25")
 
@@ -63,3 +71,13 @@ class MathTask(Task):
 
     def compare_text(self, sample: Sample) -> str:
         return sample.prompt
+
+    def read_untagged(self, text: str) -> list[str]:
+        """Numbered or "Problem N:" items (small models often drop the tags)."""
+        return [part.strip() for part in _NUMBERED.split(text)[1:]]
+
+    def group_answers(self, answers: list[str], timeout_s: int) -> list[list[int]]:
+        """Mathematical equivalence (math-verify): `1/2`, `0.5` and `\\frac{1}{2}` are one answer."""
+        from prism_agent.quality.equivalence import group_math_answers
+
+        return group_math_answers(answers, timeout_s=timeout_s)

@@ -67,8 +67,22 @@ def premise_hypothesis(sample: Sample) -> tuple[str, str] | None:
     return (m["p"], m["h"]) if m and m["p"] and m["h"] else None
 
 
+_LINES = re.compile(r"premise\s*:\s*(?P<p>[^\n]+?)\s*\n+\s*hypothesis\s*:\s*(?P<h>[^\n]+)", re.I)
+MIN_WORDS = 3  # a side with fewer words is a placeholder ("...") or a fragment
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"[A-Za-z0-9]+", text))
+
+
 class NLITask(Task):
     name = "nli"
+    tag = "pair"
+    answer_start = "<pair>\nPremise:"
+    started_stops = ("\nPremise:", "<pair>", "\n\n")  # a pair is two lines; what follows is not part of it
+    max_new_tokens = 96
+    vote_defaults = {"n": 2, "tau": 2, "max_tokens": 32}  # noqa: RUF012 (both labelings agree)
+    solve_fields = ("premise", "hypothesis")
     solve_choices = LABELS
     seeds = ("snli-train",)
     benchmarks = ("snli-test",)
@@ -92,3 +106,18 @@ class NLITask(Task):
     def judge_text(self, sample: Sample) -> str:
         pair = premise_hypothesis(sample)
         return f"Premise: {pair[0]}\nHypothesis: {pair[1]}" if pair else sample.prompt
+
+    def example_text(self, sample: Sample) -> str:
+        return self.judge_text(sample)
+
+    def read_block(self, block: str) -> list[str]:
+        """`Premise:`/`Hypothesis:` line pairs, both sides of at least a few words."""
+        out = []
+        for m in _LINES.finditer(block):
+            premise, hypothesis = " ".join(m["p"].split()), " ".join(m["h"].split())
+            if _words(premise) >= MIN_WORDS and _words(hypothesis) >= MIN_WORDS:
+                out.append(f"Premise: {premise}\nHypothesis: {hypothesis}")
+        return out
+
+    def read_untagged(self, text: str) -> list[str]:
+        return self.read_block(text)

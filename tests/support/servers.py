@@ -42,7 +42,8 @@ class Server:
                 self.proc.wait()
 
 
-def _start(cmd: list[str], port: int, model: str, log: Path, ready_s: float, env: dict | None = None) -> Server:
+def _start(cmd: list[str], port: int, model: str, log: Path, ready_s: float, env: dict | None = None,
+           headers: dict | None = None) -> Server:
     fh = log.open("w")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **(env or {})})
@@ -52,7 +53,7 @@ def _start(cmd: list[str], port: int, model: str, log: Path, ready_s: float, env
         if proc.poll() is not None:
             raise RuntimeError(f"server exited ({proc.returncode}); log:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
+            if httpx.get(f"{server.base_url}/models", timeout=2, headers=headers).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
@@ -61,13 +62,20 @@ def _start(cmd: list[str], port: int, model: str, log: Path, ready_s: float, env
     raise RuntimeError(f"server not ready in {ready_s} s; log:\n{log.read_text()[-3000:]}")
 
 
-def start_llamacpp(gguf: Path, log: Path, alias: str = "smollm2") -> Server:
-    """llama.cpp's server: one choice per call whatever n is, requests served one at a time."""
+def start_llamacpp(gguf: Path, log: Path, alias: str = "smollm2", api_key: str | None = None) -> Server:
+    """llama.cpp's server: one choice per call whatever n is, requests served one at a time. With `api_key`
+    every request must carry it (passed by environment, so it shows in no process listing)."""
     port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
            "--n_threads_batch", "1"]
-    return _start(cmd, port, alias, log, ready_s=60)
+    env = {"API_KEY": api_key} if api_key else None
+    server = _start(cmd, port, alias, log, ready_s=60, env=env, headers=_bearer(api_key))
+    return server
+
+
+def _bearer(api_key: str | None) -> dict:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def start_vllm(folder: Path, log: Path, alias: str = "smollm2") -> Server:

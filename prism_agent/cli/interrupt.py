@@ -1,0 +1,92 @@
+"""Ctrl-C and SIGTERM for `prism-agent run`: stop taking work, keep what is complete, say how to resume.
+
+The first SIGINT or SIGTERM asks the loop to stop at the next step boundary. A step can run for minutes (a
+generate batch at scale), longer than a scheduler waits between SIGTERM and SIGKILL, so if the step has not
+ended `grace_s` seconds later, or when a second signal arrives, the step in flight is abandoned by raising
+KeyboardInterrupt in the main thread. Abandoning is safe: every step is idempotent over files in the run
+directory (written atomically), accepted samples are committed by one record, and every finished LLM call
+is already in the run's call log, so the resumed run redoes only unfinished work and pays for no call twice.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from prism_agent.cli.console import err
+
+STOP_GRACE_S = 10.0
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
+
+
+class GracefulStop:
+    """Signal handlers for the duration of a `with` block (main thread only; elsewhere it does nothing)."""
+
+    def __init__(self, grace_s: float = STOP_GRACE_S, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+        self.grace_s = grace_s
+        self.signals = signals
+        self.requested: int | None = None  # the first signal's number
+        self._previous: dict[int, object] = {}
+        self._timer: threading.Timer | None = None
+        self._armed = False
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            self._armed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disarm()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def disarm(self) -> None:
+        """The loop has stopped: the grace timer must not interrupt the cleanup that follows."""
+        self._armed = False
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signum
+        err.print(f"{signal.Signals(signum).name}: stopping after the current step (at most {self.grace_s:g} s; "
+                  "again to stop now)", highlight=False, soft_wrap=True)
+        self._timer = threading.Timer(self.grace_s, self._abandon)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _abandon(self) -> None:
+        if self._armed:  # a real signal to the main thread wakes it from blocking calls, unlike interrupt_main
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    def until(self, updates: Iterable) -> Iterator:
+        """`updates`, ending after the first one that arrives once a stop was requested."""
+        for update in updates:
+            yield update
+            if self.requested is not None:
+                return
+
+
+def invocation(argv: list[str] | None = None) -> str:
+    """The command line that ran this process, shell-quoted, to be pasted back to resume: the program as
+    the user called it (`prism-agent`, `python cli.py`, `python -m prism_agent.cli.app`) and its arguments."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("prism-agent")
+    if prog.name in ("app.py", "__main__.py") and prog.parent.name == "cli":
+        head = [sys.executable, "-m", "prism_agent.cli.app"]
+    elif prog.suffix == ".py":
+        head = [sys.executable, str(prog)]
+    else:
+        found = shutil.which(prog.name)
+        same = found is not None and prog.exists() and Path(found).resolve() == prog.resolve()
+        head = [prog.name] if same or not prog.exists() else [str(prog)]
+    return shlex.join(head + args)
