@@ -1,6 +1,6 @@
 """The Prismatic loop as a LangGraph state machine (METHOD §2, DESIGN "data flow of one round").
 
-    prepare → measure ─┬─▶ END (target reached, or `patience` rounds in a row accepted nothing)
+    prepare → measure ─┬─▶ END (target reached, `patience` rounds in a row accepted nothing, or `max_rounds`)
                        └─▶ cluster → generate → vote → reject → decontaminate → commit → measure …
 
 `generate` picks few-shot examples from sparse clusters and writes the prompts; `reject` featurizes the
@@ -66,13 +66,19 @@ def route(state: LoopState) -> str:
         return "done"
     if state.get("idle_rounds", 0) >= ctx.cfg.patience:
         return "stuck"
+    if ctx.cfg.max_rounds is not None and state.get("round", 0) >= ctx.cfg.max_rounds:
+        return "stuck"
     return "next"
 
 
 def finish(state: LoopState) -> LoopState:
     ctx = ctx_of(state)
-    reason = "target reached" if ctx.pool.accepted.count >= ctx.target else (
-        f"no sample accepted in {ctx.cfg.patience} rounds in a row")
+    if ctx.pool.accepted.count >= ctx.target:
+        reason = "target reached"
+    elif state.get("idle_rounds", 0) >= ctx.cfg.patience:
+        reason = f"no sample accepted in {ctx.cfg.patience} rounds in a row"
+    else:
+        reason = f"round budget spent ({ctx.cfg.max_rounds} rounds)"
     ctx.events.emit("stop", reason=reason, accepted=ctx.pool.accepted.count, target=ctx.target)
     return {"stop_reason": reason}
 

@@ -1,6 +1,6 @@
 """The paper's baseline as a LangGraph state machine: the Prismatic loop without gradient targeting.
 
-    prepare → measure ─┬─▶ END (target reached, or `patience` rounds in a row accepted nothing)
+    prepare → measure ─┬─▶ END (target reached, `patience` rounds in a row accepted nothing, or `max_rounds`)
                        └─▶ generate → vote → reject → decontaminate → commit → measure …
 
 Few-shot examples are random pool samples (no clustering), and `reject` keeps every candidate it can

@@ -433,3 +433,28 @@ def test_generate_with_the_real_generator_then_replay(prepared, tmp_path):
     third = RunContext.open(root, prepared.cfg)
     assert steps.generate(third, 1) == second
     assert not set(HEAVY) & set(third.__dict__)
+
+
+@pytest.mark.slow
+def test_commit_resumed_after_a_kill_between_its_feature_append_and_its_sample_record(prepared, tmp_path):
+    """A kill inside `commit`, after the round's feature shard was written but before the commit record: the
+    run resumes at the `commit` node, which must drop the orphan shard and append the round exactly once."""
+    from prism_agent.gradients.store import FeatureStore
+
+    root = tmp_path / "run"
+    ctx = _copy(prepared, root)
+    cands = _round_candidates(2)
+    feats = np.random.default_rng(2).normal(size=(2, DIM)).astype(np.float32)
+    _write_round(ctx, 1, "reject", cands, {"sparse": 2})
+    np.save(ctx.paths.round_dir(1) / "reject.npy", feats)
+    _write_round(ctx, 1, "decontam", cands, {"kept": 2})
+    # what the killed commit left: its shard, no sample record
+    ctx.feature_store().append([x["id"] for x in cands], feats, info={"kind": "accepted", "round": 1})
+
+    resumed = _share(RunContext.open(root, prepared.cfg), prepared.ctx)
+    assert steps.commit(resumed, 1) == {"accepted": 2, "total": 2}
+    [record] = resumed.pool.accepted.commits()
+    store = FeatureStore.load(ctx.paths.features)  # a later process reopens the store
+    assert len(store) == 18 and store.ids()[16:] == [x["id"] for x in cands]
+    assert record.features == 18
+    assert sorted(p.name for p in ctx.paths.features.glob("shard-*.npy")) == ["shard-000000.npy", "shard-000001.npy"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,3 +89,72 @@ def test_kill_resume_extend_refuse_export(setup):
         assert r["prompt"].startswith("Premise: ") and r["response"] in ("entailment", "neutral", "contradiction")
         assert r["vote"]["accepted"] and len(r["fewshot"]) >= 1 and r["models"]["generator"].startswith("local/")
         assert r["decontam"]["judge"] in ("no", "unclear", "below_floor")
+
+
+# ---- a tiny math run, and a tiny vanilla (baseline) run ---------------------------------------------------------
+
+# The 135M solver ignored "put the answer in \\boxed{}" alone (0 of 16 solutions boxed in a first tiny run);
+# the default math solve prompt therefore carries one worked example (5 of 8 boxed).
+
+
+def test_tiny_math_run(tmp_path):
+    bench = tmp_path / "gsm8k-test-200.jsonl"
+    with ensure_data("gsm8k-test").open() as src, bench.open("w") as dst:
+        for _, line in zip(range(200), src, strict=False):
+            dst.write(line)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('seed_sample = 16\nper_round = 4\npatience = 10\n'
+                   f'benchmarks = ["gsm8k200={bench}"]\n'
+                   # a new problem fits in ≈100 tokens; the task's 384 let rambling completions run on (CPU time)
+                   "[generation]\nmax_tokens = 128\n"
+                   # the paper votes 2 of 3 solutions of up to 2048 tokens; for the 135M solver on CPU that costs
+                   # minutes per candidate, so: 2 solutions of at most 256 tokens, one boxed answer suffices
+                   "[vote]\nn = 2\ntau = 1\nmax_tokens = 256\n"
+                   "[cluster]\nk_min = 4\n[featurizer]\nrank_in = 16\nrank_out = 16\n")
+    run_dir = tmp_path / "run"
+    done = _cli("run", "--task", "math", "--target", "1", "--config", str(cfg), "--run-dir", str(run_dir), "--plain")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "done in" in done.stdout and "stopped: target reached" in done.stdout
+    status = json.loads(_cli("status", str(run_dir), "--json").stdout)
+    assert status["complete"] and status["accepted"] == 1 and status["target"] == 1 and status["rounds"] >= 1
+    assert status["task"] == "math" and len(status["g_vendi_history"]) >= 2
+
+    out = tmp_path / "export.jsonl"
+    assert _cli("export", str(run_dir), "--format", "jsonl", "--out", str(out)).returncode == 0
+    [row] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert re.search(r"\\boxed\{[^{}]+\}", row["response"]), row["response"]
+    assert row["answer"] and row["vote"]["accepted"] and row["vote"]["n"] == 2 and row["vote"]["tau"] == 1
+    assert isinstance(row["round"], int) and isinstance(row["cluster"], int) and len(row["fewshot"]) == 5
+    assert all(f.startswith("seed:") for f in row["fewshot"])
+    assert row["decontam"]["judge"] in ("no", "unclear", "below_floor")
+    assert set(row["models"]) == {"generator", "solver", "judge"}
+    assert all(m.startswith("local/") for m in row["models"].values())
+
+
+def test_tiny_vanilla_run_and_graph_is_kept_on_resume(setup):
+    tmp, cfg = setup
+    run_dir = tmp / "vanilla"
+    args = ["run", "--task", "nli", "--target", "2", "--config", str(cfg), "--run-dir", str(run_dir), "--plain"]
+    done = _cli(*args, "--graph", "vanilla")
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = json.loads(_cli("status", str(run_dir), "--json").stdout)
+    assert status["complete"] and status["accepted"] == 2 and status["rounds"] >= 1
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["config"]["graph"] == "vanilla"
+    assert not list((run_dir / "clusters").glob("round-*"))  # no clustering artifacts, no cluster step
+    events = _events(run_dir)
+    assert "cluster" not in {e["kind"] for e in events}
+    assert sorted(e["round"] for e in events if e["kind"] == "generate") == list(range(1, status["rounds"] + 1))
+    rows = [json.loads(x) for x in (run_dir / "pool" / "accepted.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["cluster"] is None and "nearest_cluster" not in r and len(r["fewshot"]) == 5
+        assert r["prompt"].startswith("Premise: ") and r["vote"]["accepted"]
+
+    files = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    refused = _cli(*args, "--graph", "prismatic")
+    assert refused.returncode == 2, refused.stderr
+    lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "graph" in lines[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == files

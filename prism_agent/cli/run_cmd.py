@@ -89,8 +89,8 @@ def _live(ctx, updates) -> None:
 def run(
     cli: typer.Context,
     task: str = typer.Option(..., "--task", help="nli | math | a plug-in task (module:Class or file.py:Class)"),
-    graph: str | None = typer.Option(None, "--graph", help="prismatic (default) | vanilla: the paper's baseline, "
-                                     "few-shot from random pool samples and no rejection by cluster"),
+    graph: str | None = typer.Option(None, "--graph", help="prismatic (default; an existing run: its own) | vanilla: "
+                                     "the paper's baseline, few-shot from random pool samples, no cluster rejection"),
     target: str = typer.Option(..., "--target", help="accepted samples wanted: 300, 200k, 1.5M"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/<task>"),
     config: Path | None = typer.Option(None, "--config", help="TOML: roles, voting, clustering, …"),
@@ -101,6 +101,8 @@ def run(
     judge: str | None = typer.Option(None, "--judge", help=ROLE_HELP),
     proxy: str | None = typer.Option(None, "--proxy", help="proxy model for gradients (pinned name, folder, .gguf)"),
     per_round: int | None = typer.Option(None, "--per-round", min=1, help="generator requests per round"),
+    max_rounds: int | None = typer.Option(None, "--max-rounds", min=1,
+                                          help="stop after this many rounds: a generation budget"),
     prompts: Path | None = typer.Option(None, "--prompts", help="folder with your generate.md/solve.md/judge.md"),
     force_config: bool = typer.Option(False, "--force-config", help=FORCE_HELP),
     allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
@@ -121,8 +123,11 @@ def run(
         if spec:
             roles[role] = role_spec(spec, role)
     overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seed) if seed else None,
-                 "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round,
+                 "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round, "max_rounds": max_rounds,
                  "prompts": str(prompts) if prompts else None}
+    root = run_dir or Path("runs") / task
+    if graph is None and "graph" not in (read_toml(config) if config else {}):
+        overrides["graph"] = _graph_of(root)  # resuming a vanilla run needs no --graph
     cfg = build_run_config(config, overrides)
     if roles:
         cfg = cfg.model_copy(update={"roles": parse_roles(roles)})
@@ -131,13 +136,24 @@ def run(
     checked = get_task(cfg.task)  # unknown tasks and broken user templates fail before anything is written
     checked.prompts_dir = cfg.prompts
     checked.check_templates()
-    root = run_dir or Path("runs") / task
     _preflight(root, cfg, checked.seeds, force_config or allow_config_change)
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
     with _environment_errors(root, resume):
         ctx = RunContext.open(root, cfg, allow_config_change=force_config or allow_config_change)
         err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False)
         _loop(ctx, root, resume, plain)
+
+
+def _graph_of(root: Path) -> str | None:
+    """The graph an existing run directory was started with (None for a new or unreadable one)."""
+    from prism_agent.errors import PrismError
+    from prism_agent.run.manifest import read_manifest
+    from prism_agent.run.paths import RunPaths
+
+    try:
+        return (read_manifest(RunPaths(root)).config or {}).get("graph")
+    except PrismError:
+        return None
 
 
 def _loop(ctx, root: Path, resume: str, plain: bool) -> None:

@@ -42,6 +42,7 @@ def candidate_clusters(
     sparse: SparseSet | None,
     mode: FewShotMode,
     smallest_fraction: float = 0.10,
+    min_clusters: int = 1,
 ) -> np.ndarray:
     """The clusters a "smallest"/"sparse" pick draws from (uniformly)."""
     nonempty = members.sizes > 0
@@ -50,7 +51,7 @@ def candidate_clusters(
             raise ValueError("mode 'sparse' needs the sparse set")
         ids = np.flatnonzero(sparse.mask & nonempty)
         return ids if ids.size else np.flatnonzero(nonempty)
-    count = max(1, math.floor(Fraction(repr(smallest_fraction)) * int(nonempty.sum())))
+    count = max(1, min_clusters, math.floor(Fraction(repr(smallest_fraction)) * int(nonempty.sum())))
     ids = members.smallest(count)
     if sparse is not None:
         in_sparse = ids[sparse.mask[ids]]
@@ -68,6 +69,7 @@ def pick_fewshot(
     mode: FewShotMode = "smallest",
     smallest_fraction: float = 0.10,
     centroids: np.ndarray | None = None,
+    min_clusters: int = 1,
 ) -> FewShotPick:
     if shots < 1:
         raise ValueError("shots must be at least 1")
@@ -77,7 +79,7 @@ def pick_fewshot(
     if mode == "pool":
         take = min(shots, members.n)
         return FewShotPick(mode=mode, cluster=None, positions=rng.choice(members.n, size=take, replace=False))
-    clusters = candidate_clusters(members, sparse, mode, smallest_fraction)
+    clusters = candidate_clusters(members, sparse, mode, smallest_fraction, min_clusters)
     cluster = int(clusters[rng.integers(clusters.size)])
     pool = members.of(cluster)
     take = min(shots, pool.size)

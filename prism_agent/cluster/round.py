@@ -96,6 +96,7 @@ class ClusterRound:
             shots=cfg.fewshot_shots if shots is None else shots,
             mode=cfg.fewshot_mode if mode is None else mode,
             smallest_fraction=cfg.fewshot_smallest_fraction, centroids=self.centroids,
+            min_clusters=cfg.fewshot_min_clusters,
         )
 
 

@@ -81,6 +81,8 @@ class RunConfig(BaseModel):
     per_round: int | None = Field(None, ge=1, description="generator requests per round; default: scaled")
     seed: int = Field(0, ge=0, description="run seed: few-shot picks and every request's seed derive from it")
     patience: int = Field(5, ge=1, description="stop after this many rounds in a row accept nothing")
+    max_rounds: int | None = Field(None, ge=1, description="stop after this many rounds (a generation budget: "
+                                   "prismatic and vanilla runs compare at equal budgets)")
     prompts: str | None = Field(None, description="folder with your generate.md / solve.md / judge.md")
     generation: GeneratorSampling = GeneratorSampling()
     roles: RolesConfig = RolesConfig()
@@ -152,15 +154,15 @@ class RunConfig(BaseModel):
 
 # Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
 FREE_FIELDS: tuple[str, ...] = (
-    "target", "patience",
+    "target", "patience", "max_rounds",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
     "roles.*.latency_factor",
     "featurizer.threads",
 )
-FREE_SUMMARY = ("target, patience, endpoint URLs (base_url), api_key_env, and per-role concurrency, batch size, "
-                "threads, timeouts and retries")
+FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, and per-role concurrency, "
+                "batch size, threads, timeouts and retries")
 
 
 def is_free(field: str) -> bool:

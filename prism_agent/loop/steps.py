@@ -141,8 +141,9 @@ def _fewshot_picks(ctx: RunContext, r: int) -> list:
     seeds = [[cfg.seed, r, j] for j in range(cfg.requests_per_round())]
     if cfg.graph == "vanilla":
         from prism_agent.cluster.fewshot import FewShotPick
+        from prism_agent.gradients.store import FeatureStore
 
-        n = len(ctx.feature_store())
+        n = len(FeatureStore.load(ctx.paths.features))  # the pool's rows, without loading the proxy
         return [FewShotPick(mode="pool", cluster=None, positions=np.random.default_rng(s).choice(
             n, size=min(shots, n), replace=False).astype(np.int64)) for s in seeds]
     round_ = _cluster_round(ctx, r)
@@ -264,8 +265,8 @@ def commit(ctx: RunContext, r: int) -> dict:
     feats = np.load(ctx.paths.round_dir(r) / "reject.npy")
     by_id = {i: feats[k] for k, i in enumerate(kept_ids)}
     rows = rows[: max(0, ctx.target - log.count)]
+    reconcile(ctx)  # before opening the store: a killed commit may have left a shard past the last record
     store = ctx.feature_store()
-    reconcile(ctx)
     models = {role: g.model_id for role, g in ctx.roles.items()}
     final = [{**x, "models": models} for x in rows]
     if final:
