@@ -109,7 +109,8 @@ def commit(state: LoopState) -> LoopState:
     last = {**state.get("last", {}), "commit": info}
     ctx.events.emit("round", round=state["round"], funnel=last, accepted=ctx.pool.accepted.count,
                     target=ctx.target)
-    ctx.events.emit("usage", round=state["round"], roles=ctx.usage_since_last())
+    ctx.events.emit("usage", round=state["round"], roles=ctx.usage_since_last(),
+                    backend_errors=ctx.backend_errors_since_last())
     idle = 0 if info["accepted"] or info.get("already") else state.get("idle_rounds", 0) + 1
     return {"last": last, "accepted": ctx.pool.accepted.count, "idle_rounds": idle}
 

@@ -84,6 +84,31 @@ class RunContext:
                          "calls": now[2] - before[2]}
         return out
 
+    def backend_errors_since_last(self) -> dict[str, dict]:
+        """Per backend (roles sharing one count once, keyed "generator+solver"): retries, calls that failed
+        for good, and retry reasons since the last call in this process. For status and the dashboard."""
+        if "roles" not in self.__dict__:
+            return {}
+        mark = self.__dict__.setdefault("_errors_mark", {})
+        by_backend: dict[int, list[str]] = {}
+        inner = {}
+        for role, g in self.roles.items():
+            b = getattr(g, "inner", g)
+            by_backend.setdefault(id(b), []).append(role)
+            inner[id(b)] = b
+        out = {}
+        for key, roles in by_backend.items():
+            stats = getattr(inner[key], "stats", None)
+            if stats is None:
+                continue
+            name = "+".join(roles)
+            before = mark.get(name, (0, 0, {}))
+            reasons = {k: v - before[2].get(k, 0) for k, v in stats.reasons.items() if v - before[2].get(k, 0)}
+            out[name] = {"retries": stats.retries - before[0], "failures": stats.failures - before[1],
+                         "reasons": reasons}
+            mark[name] = (stats.retries, stats.failures, dict(stats.reasons))
+        return out
+
     @cached_property
     def proxy(self):
         import torch

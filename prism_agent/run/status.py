@@ -16,7 +16,7 @@ def run_status(root: Path) -> dict:
     manifest = read_manifest(paths)
     pool = Pool(paths, readonly=True)  # status may run beside a live run: read, never repair
     accepted = pool.accepted.count
-    by_kind: dict[str, list[dict]] = {"measure": [], "round": [], "stop": []}
+    by_kind: dict[str, list[dict]] = {"measure": [], "round": [], "stop": [], "usage": []}
     for e in EventLog(paths.events):  # one pass: the log grows by a few lines per round
         if e.get("kind") in by_kind:
             by_kind[e["kind"]].append(e)
@@ -36,4 +36,19 @@ def run_status(root: Path) -> dict:
         "g_vendi_history": [round(e["g_vendi"], 4) for e in measures],
         "last_round": rounds[-1].get("funnel") if rounds else None,
         "stop_reason": stops[-1]["reason"] if stops and stops[-1].get("accepted") == accepted else None,
+        **_backend_errors(by_kind["usage"]),
     }
+
+
+def _backend_errors(usage: list[dict]) -> dict:
+    """Retries and failed calls of the run's endpoints, summed over rounds (a resumed round counts the calls
+    of each process that worked on it)."""
+    retries = failures = 0
+    reasons: dict[str, int] = {}
+    for e in usage:
+        for b in (e.get("backend_errors") or {}).values():
+            retries += b.get("retries", 0)
+            failures += b.get("failures", 0)
+            for k, v in (b.get("reasons") or {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+    return {"retries": retries, "failures": failures, "retry_reasons": reasons}
