@@ -15,6 +15,7 @@ run id) can resume a killed run at the node that was running.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TypedDict
 
@@ -115,25 +116,25 @@ def commit(state: LoopState) -> LoopState:
     return {"last": last, "accepted": ctx.pool.accepted.count, "idle_rounds": idle}
 
 
+def loop_builder(opening: list[tuple[str, object]]) -> StateGraph:
+    """The loop's graph: prepare → measure → (route) → `opening` nodes in order → vote → reject →
+    decontaminate → commit → measure …; each graph differs only in how a round opens."""
+    b = StateGraph(LoopState)
+    nodes = [("prepare", prepare), ("measure", measure), *opening,
+             ("vote", step_node("vote", steps.vote)), ("reject", step_node("reject", steps.reject)),
+             ("decontaminate", step_node("decontaminate", steps.decontaminate)), ("commit", commit),
+             ("finish", finish)]
+    for name, fn in nodes:
+        b.add_node(name, fn)
+    b.add_edge(START, "prepare")
+    b.add_edge("prepare", "measure")
+    b.add_conditional_edges("measure", route, {"next": opening[0][0], "done": "finish", "stuck": "finish"})
+    chain = [name for name, _ in nodes[2:-1]] + ["measure"]
+    for here, there in itertools.pairwise(chain):
+        b.add_edge(here, there)
+    b.add_edge("finish", END)
+    return b
 
-builder = StateGraph(LoopState)
-builder.add_node("prepare", prepare)
-builder.add_node("measure", measure)
-builder.add_node("cluster", cluster)
-builder.add_node("generate", step_node("generate", steps.generate))
-builder.add_node("vote", step_node("vote", steps.vote))
-builder.add_node("reject", step_node("reject", steps.reject))
-builder.add_node("decontaminate", step_node("decontaminate", steps.decontaminate))
-builder.add_node("commit", commit)
-builder.add_node("finish", finish)
-builder.add_edge(START, "prepare")
-builder.add_edge("prepare", "measure")
-builder.add_conditional_edges("measure", route, {"next": "cluster", "done": "finish", "stuck": "finish"})
-builder.add_edge("cluster", "generate")
-builder.add_edge("generate", "vote")
-builder.add_edge("vote", "reject")
-builder.add_edge("reject", "decontaminate")
-builder.add_edge("decontaminate", "commit")
-builder.add_edge("commit", "measure")
-builder.add_edge("finish", END)
+
+builder = loop_builder([("cluster", cluster), ("generate", step_node("generate", steps.generate))])
 graph = builder.compile()

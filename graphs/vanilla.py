@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import time
 
-from langgraph.graph import END, START, StateGraph
-from prism_agent.graphs.prismatic import LoopState, commit, ctx_of, finish, measure, prepare, route, step_node
+from prism_agent.graphs.prismatic import LoopState, ctx_of, loop_builder
 
 from prism_agent.loop import steps
 
@@ -29,22 +28,5 @@ def generate(state: LoopState) -> LoopState:
     return {"round": r, "last": {"round": r, "started": time.time(), "generate": info}}
 
 
-builder = StateGraph(LoopState)
-builder.add_node("prepare", prepare)
-builder.add_node("measure", measure)
-builder.add_node("generate", generate)
-builder.add_node("vote", step_node("vote", steps.vote))
-builder.add_node("reject", step_node("reject", steps.reject))
-builder.add_node("decontaminate", step_node("decontaminate", steps.decontaminate))
-builder.add_node("commit", commit)
-builder.add_node("finish", finish)
-builder.add_edge(START, "prepare")
-builder.add_edge("prepare", "measure")
-builder.add_conditional_edges("measure", route, {"next": "generate", "done": "finish", "stuck": "finish"})
-builder.add_edge("generate", "vote")
-builder.add_edge("vote", "reject")
-builder.add_edge("reject", "decontaminate")
-builder.add_edge("decontaminate", "commit")
-builder.add_edge("commit", "measure")
-builder.add_edge("finish", END)
+builder = loop_builder([("generate", generate)])
 graph = builder.compile()

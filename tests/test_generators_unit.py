@@ -117,6 +117,8 @@ def test_classify_transient_and_final_errors():
     assert classify(openai.APIConnectionError(request=req)).retry
     assert classify(MalformedResponse("no choices")).retry
     assert classify(json.JSONDecodeError("x", "{", 1)).retry
+    # one key per kind in the retry counts, whatever offset the answer broke at
+    assert classify(json.JSONDecodeError("x", "{", 1)).reason == classify(json.JSONDecodeError("y", "{}", 2)).reason
     for code in (400, 401, 404):
         assert not classify(_status_error(code)).retry
     assert not classify(ValueError("a bug")).retry

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from prism_agent.data.pull import ensure as ensure_data
+from tests.support.tiny import benchmark_head
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +27,7 @@ def _cli(*args, env=None, timeout=1500):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loop")
-    bench = tmp / "snli-test-200.jsonl"
-    with ensure_data("snli-test").open() as src, bench.open("w") as dst:
-        for _, line in zip(range(200), src, strict=False):
-            dst.write(line)
+    bench = benchmark_head(tmp, "snli-test")
     cfg = tmp / "run.toml"
     cfg.write_text(f'seed_sample = 16\nper_round = 6\npatience = 10\nbenchmarks = ["snli200={bench}"]\n'
                    "[generation]\nmax_tokens = 160\n"
@@ -98,10 +95,7 @@ def test_kill_resume_extend_refuse_export(setup):
 
 
 def test_tiny_math_run(tmp_path):
-    bench = tmp_path / "gsm8k-test-200.jsonl"
-    with ensure_data("gsm8k-test").open() as src, bench.open("w") as dst:
-        for _, line in zip(range(200), src, strict=False):
-            dst.write(line)
+    bench = benchmark_head(tmp_path, "gsm8k-test")
     cfg = tmp_path / "run.toml"
     cfg.write_text('seed_sample = 16\nper_round = 4\npatience = 10\n'
                    f'benchmarks = ["gsm8k200={bench}"]\n'

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from prism_agent.cli.interrupt import GracefulStop, invocation
+from tests.support.tiny import benchmark_head
 
 # ---- fast: the handler itself ------------------------------------------------------------------------------
 
@@ -158,13 +159,9 @@ def _run_until(cmd: list[str], marker: str, log: Path, *, on_stderr: bool = Fals
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
     """Steps 1 and 2 of the module docstring; returns what they left."""
-    from prism_agent.data.pull import ensure as ensure_data
 
     tmp = tmp_path_factory.mktemp("interrupt")
-    bench = tmp / "snli-test-200.jsonl"
-    with ensure_data("snli-test").open() as src, bench.open("w") as dst:
-        for _, line in zip(range(200), src, strict=False):
-            dst.write(line)
+    bench = benchmark_head(tmp, "snli-test")
     cfg = tmp / "run.toml"
     cfg.write_text(f'seed_sample = 16\nper_round = 4\npatience = 1\nbenchmarks = ["snli200={bench}"]\n'
                    "[cluster]\nk_min = 4\n[featurizer]\nrank_in = 16\nrank_out = 16\n")

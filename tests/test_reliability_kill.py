@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from prism_agent.data.pull import ensure as ensure_data
 from tests.support.chaos import check_run, run_with_kills
+from tests.support.tiny import benchmark_head
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +21,7 @@ TINY = ("seed_sample = 16\nper_round = 4\npatience = 30\n"
 
 
 def tiny_config(tmp) -> str:
-    bench = tmp / "snli-test-200.jsonl"
-    with ensure_data("snli-test").open() as src, bench.open("w") as dst:
-        for _, line in zip(range(200), src, strict=False):
-            dst.write(line)
+    bench = benchmark_head(tmp, "snli-test")
     cfg = tmp / "run.toml"
     cfg.write_text(f'benchmarks = ["snli200={bench}"]\n' + TINY)
     return str(cfg)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tiny import benchmark_head
+
 KEY_VAR = "PRISM_TEST_KEY"
 
 
@@ -68,13 +70,9 @@ def keyed_server(smollm2_gguf, tmp_path_factory):
 
 @pytest.mark.slow
 def test_key_is_used_and_found_nowhere(keyed_server, tmp_path):
-    from prism_agent.data.pull import ensure as ensure_data
 
     server, key = keyed_server
-    bench = tmp_path / "snli-test-200.jsonl"
-    with ensure_data("snli-test").open() as src, bench.open("w") as dst:
-        for _, line in zip(range(200), src, strict=False):
-            dst.write(line)
+    bench = benchmark_head(tmp_path, "snli-test")
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'seed_sample = 16\nper_round = 3\npatience = 1\nbenchmarks = ["snli200={bench}"]\n'
                    "[cluster]\nk_min = 4\n[featurizer]\nrank_in = 16\nrank_out = 16\n"

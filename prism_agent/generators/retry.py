@@ -60,8 +60,13 @@ def classify(exc: BaseException) -> Verdict:
         if code in (408, 409) or code >= 500:
             return Verdict(True, code in (502, 503, 504), f"{code} server error", delay)
         return Verdict(False, False, f"{code} {_short(exc)}")
-    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | pydantic.ValidationError
-                  | MalformedResponse):
+    # the reason is a count's key (status, dashboard): a fixed text per kind, not the parser's message with
+    # the byte offset where this answer broke
+    if isinstance(exc, json.JSONDecodeError):
+        return Verdict(True, False, "malformed response (invalid JSON)")
+    if isinstance(exc, openai.APIResponseValidationError | pydantic.ValidationError):
+        return Verdict(True, False, "malformed response (unexpected fields)")
+    if isinstance(exc, MalformedResponse):
         return Verdict(True, False, f"malformed response ({_short(exc)})")
     return Verdict(False, False, f"{type(exc).__name__}: {_short(exc)}")
 

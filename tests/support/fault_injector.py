@@ -2,20 +2,26 @@
 set share of POST requests with a fault instead of the upstream's answer.
 
 Faults: `429` (with Retry-After), `500`, `slow` (held longer than the client's timeout, then forwarded),
-`drop` (the connection is cut with no answer), `malformed` (the upstream's 200 answer, cut in half). It
-runs its own event loop in a thread; every request opens a fresh connection (`Connection: close`).
+`drop` (the connection is closed with no answer), `reset` (the upstream's answer is cut halfway by a TCP
+reset), `malformed` (the upstream's 200 answer, cut in half: broken JSON) and `fewer` (the upstream's 200
+answer with one choice fewer than asked for; llama.cpp's server answers one choice whatever `n` is, so in
+front of it this leaves an empty `choices` list). It runs its own event loop in a thread; every request
+opens a fresh connection (`Connection: close`). `counts` and `arrivals` tell what was injected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import socket
+import struct
 import threading
 import time
 
 import httpx
 
-FAULTS = ("429", "500", "slow", "drop", "malformed")
+FAULTS = ("429", "500", "slow", "drop", "reset", "malformed", "fewer")
 
 
 class FaultInjector:
@@ -50,6 +56,21 @@ class FaultInjector:
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    @staticmethod
+    def spread(rate: float, faults: tuple[str, ...] = FAULTS, *, seed: int = 0) -> list[str]:
+        """A script that injects exactly `rate` of the POSTs and every fault kind once: one fault in each
+        block of round(1/rate) POSTs, at a random place in the block, the kinds in a random order."""
+        rng = random.Random(seed)
+        every = max(1, round(1 / rate))
+        kinds = list(faults)
+        rng.shuffle(kinds)
+        script: list[str] = []
+        for kind in kinds:
+            block = ["ok"] * every
+            block[rng.randrange(every)] = kind
+            script += block
+        return script
 
     def _pick(self, method: str) -> str:
         if method != "POST":
@@ -88,6 +109,14 @@ class FaultInjector:
             status, content = await self._forward(method, path, headers, body)
             if fault == "malformed":
                 content = content[: max(1, len(content) // 2)]
+            if fault == "fewer":
+                content = self._fewer(body, content)
+            if fault == "reset":  # the head and half the body, then RST (SO_LINGER 0): a connection reset
+                await self._reply(writer, status, content, cut=max(1, len(content) // 2))
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
             await self._reply(writer, status, content)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -102,10 +131,24 @@ class FaultInjector:
             return resp.status_code, resp.content
 
     @staticmethod
-    async def _reply(writer: asyncio.StreamWriter, status: int, content: bytes, extra: dict | None = None) -> None:
+    def _fewer(body: bytes, content: bytes) -> bytes:
+        """The answer with one choice fewer than asked for (and than it has): choices[:min(have, n) - 1]."""
+        try:
+            n = int(json.loads(body).get("n") or 1)
+            answer = json.loads(content)
+            choices = answer["choices"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return content  # not a completion (an error answer): passed on as it is
+        answer["choices"] = choices[: max(0, min(len(choices), n) - 1)]
+        return json.dumps(answer).encode()
+
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, content: bytes, extra: dict | None = None,
+                     cut: int | None = None) -> None:
+        """Answer with `content` (Content-Length says all of it; `cut` sends only its first bytes)."""
         reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "Status")
         head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
                 f"Content-Length: {len(content)}", "Connection: close"]
         head += [f"{k}: {v}" for k, v in (extra or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + content)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + content[:cut])
         await writer.drain()
