@@ -181,8 +181,8 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                 if plain or not out.is_terminal:
                     for update in stop.until(updates):
                         line = _line(update)
-                        if line:
-                            out.print(line, highlight=False, markup=False)
+                        if line:  # one log line per update: never wrapped at the console's width
+                            out.print(line, highlight=False, markup=False, soft_wrap=True)
                 else:
                     _live(ctx, stop.until(updates))
             except KeyboardInterrupt:  # a second signal, or the grace period ran out: the step is abandoned
@@ -195,7 +195,7 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                 err.print(resume, highlight=False, markup=False, soft_wrap=True)
                 raise SystemExit(EXIT_INTERRUPTED)  # not typer.Exit: main would add "interrupted"
         out.print(f"done in {time.perf_counter() - t0:.0f} s: {ctx.pool.accepted.count}/{ctx.target} accepted "
-                  f"in {root}", highlight=False)
+                  f"in {root}", highlight=False, soft_wrap=True)
     finally:
         conn.close()
 

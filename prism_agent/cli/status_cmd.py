@@ -22,14 +22,19 @@ def status(
         out.print_json(json.dumps(info))
         return
     state = "complete" if info["complete"] else "incomplete"
-    out.print(f"run {info['run_id']} ({info['task']}) in {info['run_dir']}: {state}", highlight=False)
+    line = {"highlight": False, "markup": False, "soft_wrap": True}  # one line each, also in a pipe or a log
+    out.print(f"run {info['run_id']} ({info['task']}) in {info['run_dir']}: {state}", **line)
     out.print(f"  accepted {info['accepted']}/{info['target']} after {info['rounds']} rounds; pool {info['pool']} "
-              f"({info['seeds']} seeds)", highlight=False)
+              f"({info['seeds']} seeds)", **line)
     if info["g_vendi"] is not None:
         hist = " → ".join(f"{g:.3f}" for g in info["g_vendi_history"][-8:])
-        out.print(f"  G-Vendi {info['g_vendi']:.3f} (last measures: {hist})", highlight=False)
+        out.print(f"  G-Vendi {info['g_vendi']:.3f} (last measures: {hist})", **line)
+    if info["retries"] or info["failures"]:
+        reasons = sorted(info["retry_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+        why = f" ({', '.join(f'{n}× {reason}' for reason, n in reasons)})" if reasons else ""
+        out.print(f"  endpoint retries: {info['retries']}{why}, failed calls: {info['failures']}", **line)
     if info["stop_reason"]:
-        out.print(f"  stopped: {info['stop_reason']}", highlight=False)
+        out.print(f"  stopped: {info['stop_reason']}", **line)
 
 
 def export(
