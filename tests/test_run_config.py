@@ -93,7 +93,7 @@ def test_free_fields_change_without_force(tmp_path):
     assert saved["roles"]["generator"]["base_url"] == "http://10.0.0.5:8000/v1" and saved["patience"] == 9
     assert first.identity_hash == again.identity_hash
     with pytest.raises(BadInputError, match=r'roles\.generator\.model: "m" → "other".*free to change without it: '
-                                            r"target, patience, endpoint URLs"):
+                                            r"target, patience, max_rounds, endpoint URLs"):
         open_manifest(paths, _openai_run(model="other"))
 
 
