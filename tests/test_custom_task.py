@@ -55,7 +55,10 @@ def test_bad_task_specs_are_one_line_errors(tmp_path):
 @pytest.mark.slow
 def test_tiny_run_of_the_plugin_task(tmp_path):
     cfg = tmp_path / "run.toml"
-    cfg.write_text("seed_sample = 16\nper_round = 4\npatience = 8\n[cluster]\nk_min = 4\n"
+    # kept cheap for the 135M model on CPU: short problems and solutions, 2 votes of which 1 must give an
+    # integer, and every cluster but the largest sparse; this test is about the plug-in running the loop
+    cfg.write_text("seed_sample = 16\nper_round = 3\npatience = 8\n[generation]\nmax_tokens = 96\n"
+                   "[vote]\nn = 2\ntau = 1\nmax_tokens = 128\n[cluster]\nk_min = 4\nsparse_ratio = 0.9\n"
                    "[featurizer]\nrank_in = 16\nrank_out = 16\n[decontam]\njudge = false\n")
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "prism_agent.cli.app", "run", "--task", SPEC, "--target", "1",

@@ -27,6 +27,7 @@ class ChaosReport:
     kills: int = 0  # SIGKILLs that hit a live process
     finished_early: int = 0  # starts that completed before their kill came
     delays: list[float] = field(default_factory=list)
+    landed_after: dict[str, int] = field(default_factory=dict)  # last finished event before each kill
     final_rc: int | None = None
     final_stderr: str = ""
     seconds: float = 0.0
@@ -38,6 +39,17 @@ class ChaosReport:
         return self.final_rc == 0 and not self.problems
 
 
+def _last_event(run_dir: Path | None) -> str:
+    path = run_dir / "events.jsonl" if run_dir else None
+    if not path or not path.exists():
+        return "start"
+    lines = [x for x in path.read_bytes().splitlines() if x.strip()]
+    try:
+        return json.loads(lines[-1]).get("kind", "?") if lines else "start"
+    except ValueError:
+        return "torn line"
+
+
 def run_with_kills(args: list[str], kills: int, *, seed: int, min_s: float, max_s: float,
                    env: dict | None = None, timeout: float = 3000) -> ChaosReport:
     """Start `prism-agent run ARGS` and SIGKILL it `kills` times at uniform random delays, then run it to
@@ -47,6 +59,7 @@ def run_with_kills(args: list[str], kills: int, *, seed: int, min_s: float, max_
     started = time.monotonic()
     cmd = [sys.executable, "-m", "prism_agent.cli.app", *args]
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    run_dir = Path(args[args.index("--run-dir") + 1]) if "--run-dir" in args else None
     for _ in range(kills):
         delay = rng.uniform(min_s, max_s)
         with open(logs / f"chaos-{os.getpid()}.log", "ab") as log:
@@ -57,6 +70,8 @@ def run_with_kills(args: list[str], kills: int, *, seed: int, min_s: float, max_
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+                where = _last_event(run_dir)
+                report.landed_after[where] = report.landed_after.get(where, 0) + 1
                 report.kills += 1
                 report.delays.append(round(delay, 2))
     final = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
