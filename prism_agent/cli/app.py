@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except OSError as exc:  # unreadable/unwritable paths, disk full: the user's environment, not a bug
-        err.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False)
+        err.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False,
+                  soft_wrap=True)
         sys.exit(2)
     if isinstance(code, int) and code:  # non-standalone Typer returns an Exit's code instead of raising it
         if code == 130:

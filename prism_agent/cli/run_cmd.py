@@ -140,7 +140,8 @@ def run(
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
     with _environment_errors(root, resume):
         ctx = RunContext.open(root, cfg, allow_config_change=force_config or allow_config_change)
-        err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False)
+        err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
+                  markup=False, soft_wrap=True)
         _loop(ctx, root, resume, plain)
 
 
@@ -187,6 +188,9 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                     _live(ctx, stop.until(updates))
             except KeyboardInterrupt:  # a second signal, or the grace period ran out: the step is abandoned
                 stop.requested = stop.requested or signal.SIGINT
+            except PrismError:  # e.g. a call failed for good: its round never commits, so record its counts now
+                _record_usage(ctx, graph, thread)
+                raise
             stop.disarm()
             updates.close()  # lets LangGraph write the checkpoint of the last finished step
             if stop.requested and graph.get_state(thread).next:
@@ -198,6 +202,20 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                   f"in {root}", highlight=False, soft_wrap=True)
     finally:
         conn.close()
+
+
+def _record_usage(ctx, graph, thread) -> None:
+    """A round's `usage` event (tokens, endpoint retries and failed calls) is written when it commits; a
+    round ended by an error never commits, and `status` would not count what made it fail. Marked
+    `unfinished`; a resumed round writes its own event at its commit."""
+    if "roles" not in ctx.__dict__:  # no backend was built: nothing to count
+        return
+    try:
+        r = (graph.get_state(thread).values or {}).get("round")
+        ctx.events.emit("usage", **({"round": r} if r is not None else {}), roles=ctx.usage_since_last(),
+                        backend_errors=ctx.backend_errors_since_last(), unfinished=True)
+    except (OSError, sqlite3.Error):  # a full disk: the error on its way out matters more than the counts
+        pass
 
 
 def _follow_moved_run(ctx, stored: str | None) -> None:

@@ -52,24 +52,31 @@ class FaultInjector:
     def stop(self) -> None:
         async def close():
             self._server.close()
+            # answers still held (`slow`) or being forwarded end here, not when the loop is collected
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
     @staticmethod
-    def spread(rate: float, faults: tuple[str, ...] = FAULTS, *, seed: int = 0) -> list[str]:
-        """A script that injects exactly `rate` of the POSTs and every fault kind once: one fault in each
-        block of round(1/rate) POSTs, at a random place in the block, the kinds in a random order."""
+    def spread(rate: float, faults: tuple[str, ...] = FAULTS, *, seed: int = 0, cycles: int = 1) -> list[str]:
+        """A script that faults exactly `rate` of the POSTs, every kind in turn: one fault in each block of
+        round(1/rate) POSTs, at a random place in the block; each cycle has every kind once, in a random
+        order. So every kind has been injected by POST len(faults)/rate."""
         rng = random.Random(seed)
         every = max(1, round(1 / rate))
-        kinds = list(faults)
-        rng.shuffle(kinds)
         script: list[str] = []
-        for kind in kinds:
-            block = ["ok"] * every
-            block[rng.randrange(every)] = kind
-            script += block
+        for _ in range(cycles):
+            kinds = list(faults)
+            rng.shuffle(kinds)
+            for kind in kinds:
+                block = ["ok"] * every
+                block[rng.randrange(every)] = kind
+                script += block
         return script
 
     def _pick(self, method: str) -> str:
