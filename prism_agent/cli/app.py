@@ -10,6 +10,7 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
 
 from prism_agent.cli.backends_cmd import backends_app
 from prism_agent.cli.clusters import clusters
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     try:  # `obj` carries the arguments so that `run` can print the exact command that resumes it
         code = command.main(args=args, prog_name="prism-agent", standalone_mode=False, obj={"argv": args})
     except PrismError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except OSError as exc:  # unreadable/unwritable paths, disk full: the user's environment, not a bug
-        err.print(f"[red]error:[/] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), highlight=False,
-                  soft_wrap=True)
+        text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        err.print("[red]error:[/] " + escape(text), highlight=False, soft_wrap=True)
         sys.exit(2)
     if isinstance(code, int) and code:  # non-standalone Typer returns an Exit's code instead of raising it
         if code == 130:

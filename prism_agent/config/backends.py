@@ -77,7 +77,8 @@ class OpenAIBackendConfig(_Backend):
     )
     prefill: Literal["message", "vllm"] = Field(
         "message", description="how a started answer (a final assistant message) is sent: message = as is "
-        "(llama.cpp's server continues it); vllm = with continue_final_message (vLLM servers)"
+        "(llama.cpp's llama-server continues it; llama-cpp-python's server does not, so set the run's "
+        "[generation] prefill = false there); vllm = with continue_final_message (vLLM servers)"
     )
 
 

@@ -220,7 +220,10 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
                 nested[key] = cls.model_validate(data.pop(key))
         if "vote" in data:
             key = "vote"
-            nested["vote"] = VoteConfig.for_task(data.get("task", ""), **data.pop("vote"))
+            vote = dict(data.pop("vote"))
+            if "task" in vote:
+                raise BadInputError(f"{where}vote.task: not a setting (voting follows the run's task)")
+            nested["vote"] = VoteConfig.for_task(data.get("task", ""), **vote)
         key = ""
         return RunConfig(**data, **nested, roles=parsed_roles)
     except ValidationError as exc:
