@@ -30,6 +30,7 @@ class WordProblems(Task):
     answer_start = "<question>\n"
     max_new_tokens = 160
     vote_defaults = {"n": 3, "tau": 2, "max_tokens": 384}  # noqa: RUF012
+    data_task = "math"  # the built-in math sets are its seeds and benchmarks
     seeds = ("gsm8k-train",)
     benchmarks = ("gsm8k-test",)
     solve_fields = ("question",)

@@ -63,6 +63,17 @@ class GeneratorSampling(BaseModel):
                           "for endpoints that cannot continue a final assistant message)")
 
 
+def _task_name(spec: str) -> str:
+    """A plug-in task's name (`--task file.py:Class` → its `name`); votes record the name, runs the spec."""
+    from prism_agent.errors import PrismError
+    from prism_agent.tasks.registry import get_task
+
+    try:
+        return get_task(spec).name
+    except PrismError:
+        return spec
+
+
 EMBEDDED_JUDGE_FLOOR = 0.75  # see RunConfig.decontam_settings
 
 
@@ -93,7 +104,7 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _vote_matches_task(self) -> RunConfig:
-        if self.vote is not None and self.vote.task != self.task:
+        if self.vote is not None and self.vote.task != self.task and self.vote.task != _task_name(self.task):
             raise ValueError(f"vote.task is {self.vote.task!r} but the run's task is {self.task!r}")
         return self
 

@@ -119,7 +119,7 @@ def _jsonl(path: Path) -> Iterable[tuple[int, dict]]:
 def load(spec: Spec, task: Task, *, step: Step | None = None) -> Benchmark:
     if spec.path is None:
         ds = DATASETS[spec.name]
-        if ds.task != task.name:
+        if ds.task != task.data_kind:
             raise BadInputError(f"benchmark {spec.name} is a {ds.task} set; this is a {task.name} run")
         path = ensure(spec.name, step=step)
         items = _items_from_rows(spec.name, _jsonl(path), task, None, spec.name)

@@ -48,6 +48,7 @@ class Task(ABC):
     # N solver completions, τ agreeing, solver tokens each (keys of quality.VoteConfig)
     vote_defaults: dict = {"n": 3, "tau": 2, "max_tokens": 512}  # noqa: RUF012 (read-only class default)
     solve_fields: tuple[str, ...] = ("problem",)  # the placeholders solve.md fills
+    data_task: str = ""  # which built-in sets fit (their `task`: "math", "nli"); default: the task's name
     prompts_root: str | None = None  # a plug-in's own folder of generate.md/solve.md/judge.md (built-in: None)
 
     @abstractmethod
@@ -61,6 +62,11 @@ class Task(ABC):
     @abstractmethod
     def compare_text(self, sample: Sample) -> str:
         """The text compared with benchmark items (n-grams and embeddings)."""
+
+    @property
+    def data_kind(self) -> str:
+        """The `task` of the built-in seed and benchmark sets this task can use."""
+        return self.data_task or self.name
 
     def judge_text(self, sample: Sample) -> str:
         """The text the judge reads for a sample; by default the compared text."""

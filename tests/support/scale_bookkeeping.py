@@ -22,6 +22,16 @@ from prism_agent.run.pool import Pool
 from prism_agent.run.samples import SampleLog
 
 
+def peak_rss_mb() -> float:
+    """This program's peak RSS. Not `ru_maxrss`: Linux carries it over from the parent through fork and exec,
+    so under a pytest process that had loaded a model it reported the parent's 3.2 GB. `VmHWM` belongs to
+    the address space that exec created."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def main(root: Path, total: int, per_commit: int, dim: int = 16) -> None:
     paths = RunPaths(root)
     open_manifest(paths, build_run_config(None, {"task": "nli", "target": total}))
@@ -63,7 +73,7 @@ def main(root: Path, total: int, per_commit: int, dim: int = 16) -> None:
         "accepted": log.count, "features": len(store), "commits": len(log.commits()), "found": len(found),
         "last_id": found[positions[-1]]["id"], "g_vendi": gv, "exported": exported,
         "commit_s": commit_s, "recover_s": recover_s, "lookup_s": lookup_s, "vendi_s": vendi_s,
-        "export_s": export_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "export_s": export_s, "peak_rss_mb": peak_rss_mb(),
     }))
 
 
