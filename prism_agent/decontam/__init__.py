@@ -1,15 +1,24 @@
 """Two-stage decontamination against evaluation benchmarks (METHOD §2 step 8): word 10-gram overlap
 through a MinHash LSH index confirmed exactly, then the nearest benchmark item by sentence embedding
-checked by the judge role. Every drop is written to an audit file."""
+checked by the judge role. Every drop is written to an audit file.
+
+Names are imported on first use: the run config imports `decontam.config`, and every CLI command would
+otherwise pay for torch and the embedding model's imports (≈1.6 s) at start-up."""
 
 from __future__ import annotations
 
-from prism_agent.decontam.audit import AuditRecord
-from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem, load_all, parse_spec
-from prism_agent.decontam.config import DecontamConfig
-from prism_agent.decontam.decontaminator import Counts, Decontaminator, Verdict
-from prism_agent.decontam.ngram_index import NgramIndex, NgramMatch
-from prism_agent.decontam.normalize import ngrams, words
+import importlib
 
-__all__ = ["AuditRecord", "Benchmark", "BenchmarkItem", "Counts", "DecontamConfig", "Decontaminator", "NgramIndex",
-           "NgramMatch", "Verdict", "load_all", "ngrams", "parse_spec", "words"]
+_WHERE = {
+    "AuditRecord": "audit", "Benchmark": "benchmarks", "BenchmarkItem": "benchmarks", "load_all": "benchmarks",
+    "parse_spec": "benchmarks", "DecontamConfig": "config", "Counts": "decontaminator",
+    "Decontaminator": "decontaminator", "Verdict": "decontaminator", "NgramIndex": "ngram_index",
+    "NgramMatch": "ngram_index", "ngrams": "normalize", "words": "normalize",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"prism_agent.decontam.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
