@@ -109,32 +109,28 @@ def _grouped_barh(ax, labels: Sequence[str], reports: Sequence[RunReport], value
         ax.legend(fontsize="small", loc="lower right")
 
 
-def funnel_plot(reports: Sequence[RunReport]) -> bytes | None:
-    """Where candidates go, from generated to accepted, totalled over the run's committed rounds."""
+def _funnel_bars(reports: Sequence[RunReport], pick, xlabel: str, title: str) -> bytes | None:
+    """One grouped bar chart over each run's funnel; `pick(funnel)` gives the (label, count) pairs."""
     shown = [r for r in reports if r.funnel is not None]
     if not shown:
         return None
-    labels = [name for name, _ in shown[0].funnel.stages()]
+    labels = [name for name, _ in pick(shown[0].funnel)]
     fig = Figure(figsize=(8, 0.5 + 0.45 * len(labels) * max(1, len(shown)) ** 0.5 + 0.8), layout="constrained")
     ax = fig.add_subplot()
-    _grouped_barh(ax, labels, shown, [[v for _, v in r.funnel.stages()] for r in shown])
-    ax.set_xlabel("samples")
-    ax.set_title("Acceptance funnel (run total)")
+    _grouped_barh(ax, labels, shown, [[v for _, v in pick(r.funnel)] for r in shown])
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     return to_png(fig)
+
+
+def funnel_plot(reports: Sequence[RunReport]) -> bytes | None:
+    """Where candidates go, from generated to accepted, totalled over the run's committed rounds."""
+    return _funnel_bars(reports, lambda f: f.stages(), "samples", "Acceptance funnel (run total)")
 
 
 def rejection_plot(reports: Sequence[RunReport]) -> bytes | None:
     """How many candidates each gate dropped, so the binding constraint of a run is visible at a glance."""
-    shown = [r for r in reports if r.funnel is not None]
-    if not shown:
-        return None
-    labels = [name for name, _ in shown[0].funnel.rejections()]
-    fig = Figure(figsize=(8, 0.5 + 0.45 * len(labels) * max(1, len(shown)) ** 0.5 + 0.8), layout="constrained")
-    ax = fig.add_subplot()
-    _grouped_barh(ax, labels, shown, [[v for _, v in r.funnel.rejections()] for r in shown])
-    ax.set_xlabel("candidates dropped")
-    ax.set_title("Rejection reasons (run total)")
-    return to_png(fig)
+    return _funnel_bars(reports, lambda f: f.rejections(), "candidates dropped", "Rejection reasons (run total)")
 
 
 def roles_plot(reports: Sequence[RunReport]) -> bytes | None:
