@@ -37,7 +37,7 @@ def main() -> None:
     cmd = ["run", "--task", "nli", "--target", str(args.target), "--config", tiny_config(args.out),
            "--run-dir", str(run_dir), "--plain"]
     report = run_with_kills(cmd, args.kills, seed=args.seed, min_s=args.min_s, max_s=args.max_s)
-    check_run(run_dir, args.target, report)
+    check_run(run_dir, report.target, report)
     data = dataclasses.asdict(report) | {"ok": report.ok, "command": " ".join(sys.argv)}
     (args.out / "report.json").write_text(json.dumps(data, indent=1))
     print(json.dumps({k: v for k, v in data.items() if k != "final_stderr"}, indent=1))

@@ -34,6 +34,6 @@ def test_ten_random_kills_lose_and_duplicate_nothing(tmp_path):
             "--run-dir", str(run_dir), "--plain"]
     report = run_with_kills(args, kills=10, seed=7, min_s=4.0, max_s=30.0)
     assert report.final_rc == 0, report.final_stderr
-    check_run(run_dir, target, report)
+    check_run(run_dir, report.target, report)
     assert not report.problems, report.problems
-    assert report.kills >= 8, report  # the run must not have finished before most kills landed
+    assert report.kills == 10, report  # every kill hit a live process (a start that finished raised the target)

@@ -25,7 +25,8 @@ from pathlib import Path
 @dataclass
 class ChaosReport:
     kills: int = 0  # SIGKILLs that hit a live process
-    finished_early: int = 0  # starts that completed before their kill came
+    finished_early: int = 0  # starts that completed before their kill came (the target was then raised)
+    target: int = 0  # the target the run ended with
     delays: list[float] = field(default_factory=list)
     landed_after: dict[str, int] = field(default_factory=dict)  # last finished event before each kill
     final_rc: int | None = None
@@ -53,20 +54,31 @@ def _last_event(run_dir: Path | None) -> str:
 def run_with_kills(args: list[str], kills: int, *, seed: int, min_s: float, max_s: float,
                    env: dict | None = None, timeout: float = 3000) -> ChaosReport:
     """Start `prism-agent run ARGS` and SIGKILL it `kills` times at uniform random delays, then run it to
-    the end. Output goes to files, never to pipes a killed child could block on."""
+    the end. A start that finishes before its kill comes (a fast machine) is resumed with the target raised
+    by one, a free field on resume, so all `kills` land on a live process whatever the machine's speed.
+    Output goes to files, never to pipes a killed child could block on."""
     rng = random.Random(seed)
     report = ChaosReport()
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "prism_agent.cli.app", *args]
+    args = list(args)
+    at = args.index("--target") + 1
+    report.target = int(args[at])
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     run_dir = Path(args[args.index("--run-dir") + 1]) if "--run-dir" in args else None
-    for _ in range(kills):
+    starts = 0
+    while report.kills < kills and starts < 4 * kills:
+        starts += 1
+        args[at] = str(report.target)
+        cmd = [sys.executable, "-m", "prism_agent.cli.app", *args]
         delay = rng.uniform(min_s, max_s)
         with open(logs / f"chaos-{os.getpid()}.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
             try:
-                proc.wait(timeout=delay)
+                rc = proc.wait(timeout=delay)
                 report.finished_early += 1
+                if rc != 0:
+                    report.problems.append(f"start {starts} exited {rc} before its kill")
+                report.target += 1
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -74,6 +86,8 @@ def run_with_kills(args: list[str], kills: int, *, seed: int, min_s: float, max_
                 report.landed_after[where] = report.landed_after.get(where, 0) + 1
                 report.kills += 1
                 report.delays.append(round(delay, 2))
+    args[at] = str(report.target)
+    cmd = [sys.executable, "-m", "prism_agent.cli.app", *args]
     final = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     report.final_rc, report.final_stderr = final.returncode, final.stderr[-3000:]
     report.seconds = round(time.monotonic() - started, 1)
