@@ -30,6 +30,7 @@ def test_dashboard_shows_progress_funnel_vendi_and_speed():
     text = console.export_text()
     assert "accepted 6/300" in text and "run abc123" in text
     assert "20" in text and "17" in text and "11" in text and "6" in text  # the funnel
+    assert "generated  parsed  voted  sparse  decontaminated  accepted" in text  # not glued onto the bar
     assert "G-Vendi 5.400" in text and "▁█" in text
     assert "80.0 tok/s" in text
     assert d.total["accepted"] == 6 and d.eta() != "—"

@@ -34,6 +34,7 @@ class GracefulStop:
         self._previous: dict[int, object] = {}
         self._timer: threading.Timer | None = None
         self._armed = False
+        self.console = err  # where the stop message goes; a live display on the same screen sets its own
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
@@ -58,8 +59,9 @@ class GracefulStop:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = signum
-        err.print(f"{signal.Signals(signum).name}: stopping after the current step (at most {self.grace_s:g} s; "
-                  "again to stop now)", highlight=False, soft_wrap=True)
+        name = signal.Signals(signum).name
+        self.console.print(f"{name}: stopping after the current step (at most {self.grace_s:g} s; again to stop now)",
+                           highlight=False, soft_wrap=True)
         self._timer = threading.Timer(self.grace_s, self._abandon)
         self._timer.daemon = True
         self._timer.start()

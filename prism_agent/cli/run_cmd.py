@@ -66,13 +66,13 @@ def _line(update: dict) -> str | None:
     return None
 
 
-def _live(ctx, updates) -> None:
+def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
     from rich.live import Live
 
     from prism_agent.ui.dashboard import Dashboard
 
     dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {})
-    with Live(dash, console=out, refresh_per_second=2, transient=False):
+    with Live(dash, console=out, refresh_per_second=2, transient=False) as live, _say_through(stop, live.console):
         for update in updates:
             node, data = next(iter(update.items()))
             dash.update(node, data)
@@ -84,6 +84,21 @@ def _live(ctx, updates) -> None:
                 errors = [f"{g.kind}: {n} retries ({', '.join(g.stats.reasons)})" for g in set(inner)
                           if getattr(g, "stats", None) and g.stats.retries for n in [g.stats.retries]]
                 dash.errors = errors
+
+
+@contextmanager
+def _say_through(stop: GracefulStop | None, console):
+    """While the dashboard is shown, a Ctrl-C/SIGTERM message on the same screen is printed above it by the
+    live console: written straight to stderr (rich's `err` bypasses Live's redirection) it would land beside
+    the panel, and the next redraw would erase it and leave stale panel lines behind."""
+    if stop is None or not err.is_terminal:  # stderr elsewhere (a log file): nothing on the screen to garble
+        yield
+        return
+    stop.console = console
+    try:
+        yield
+    finally:
+        stop.console = err
 
 
 def run(
@@ -185,7 +200,7 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                         if line:  # one log line per update: never wrapped at the console's width
                             out.print(line, highlight=False, markup=False, soft_wrap=True)
                 else:
-                    _live(ctx, stop.until(updates))
+                    _live(ctx, stop.until(updates), stop)
             except KeyboardInterrupt:  # a second signal, or the grace period ran out: the step is abandoned
                 stop.requested = stop.requested or signal.SIGINT
             except PrismError:  # e.g. a call failed for good: its round never commits, so record its counts now

@@ -99,7 +99,8 @@ class Dashboard:
         head = Table.grid(padding=(0, 2))
         head.add_row(Text(f"round {self.round}", style="bold"), Text(f"step: {self.node}"),
                      Text(f"accepted {self.accepted:,}/{self.target:,}"), Text(f"ETA {self.eta()}"))
-        bar = ProgressBar(total=max(1, self.target), completed=min(self.accepted, self.target), width=60)
+        bar = Table.grid()  # a bare ProgressBar ends no line: the funnel's header would be glued onto it and cropped
+        bar.add_row(ProgressBar(total=max(1, self.target), completed=min(self.accepted, self.target), width=60))
         funnel = Table("", *STAGES, box=None, pad_edge=False)
         funnel.add_row("this round", *(str(self.this_round[s]) for s in STAGES))
         funnel.add_row("run", *(f"{self.total[s]:,}" for s in STAGES))
