@@ -81,6 +81,6 @@ def test_constrained_choices_are_scored_and_seeded(local):
         sampled.texts
     greedy = local.generate_sync([GenRequest.chat(q, temperature=0.0, choices=labels)])[0]
     engine = local.engine
-    scores = engine.choice_logprobs(engine.encode(GenRequest.chat(q)), labels)
+    scores = engine.choice_logprobs([engine.encode(GenRequest.chat(q))], labels)[0]
     assert greedy.texts == [labels[max(range(3), key=lambda i: scores[i][0])]]
     assert all(lp < 0 for lp, _ in scores)

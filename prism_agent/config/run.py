@@ -119,8 +119,8 @@ class RunConfig(BaseModel):
         return min(available, max(128, self.target // 2))
 
     def generation_max_tokens(self) -> int:
-        """An NLI pair fits in ≈50 tokens and a problem in a few hundred; local decoding runs a batch until its
-        longest row ends, so a tight cap bounds a round's time on CPU when a row never closes its block."""
+        """An NLI pair fits in ≈50 tokens and a problem in a few hundred; a tight cap bounds the cost of a row
+        that never closes its block (on an endpoint that batches, the batch waits for it)."""
         from prism_agent.tasks.registry import get_task
 
         return self.generation.max_tokens or get_task(self.task).max_new_tokens
