@@ -6,7 +6,8 @@ top_p 0.95, the task's stops and token cap) and 48 NLI solver requests scored ov
 
 `generate` is the previous engine (kept here as the baseline): every completion row prefilled on its own
 and the batch decoded until its longest row ends. `decode_rows` prefills each prompt once and drops rows as
-they finish. Both run with each attention implementation given. Results in BENCHMARKS.md.
+they finish. Both run with each attention implementation given (prism_grouped: generators/grouped_attention.py,
+the CPU default). Results in BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from bench.bench_generation import requests
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.generators import grouped_attention
 from prism_agent.generators.local import LocalGenerator
 from prism_agent.generators.local_decode import Row, row_seed
 from prism_agent.quality.config import VoteConfig
@@ -86,11 +88,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--solves", type=int, default=48)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--attn", nargs="+", default=["sdpa", "eager"])
+    ap.add_argument("--attn", nargs="+", default=["sdpa", "eager", grouped_attention.NAME])
     args = ap.parse_args()
     task = get_task("nli")
     gen = LocalGenerator(LocalBackendConfig(batch_size=32, threads=args.threads))
     engine = gen.engine
+    grouped_attention.register()
+    torch.set_num_threads(args.threads)
     reqs = requests(task, "prism-agent", args.requests)
     rng = random.Random(1)
     samples = [Pool.as_sample(r) for r in rng.sample(sample_seeds(list(task.seeds), 300, 0), args.solves)]
@@ -106,7 +110,7 @@ def main() -> None:
             if name == "generate":
                 generate_baseline(engine, rows)
             else:
-                engine.decode_batch(rows)
+                engine.decode_batch(rows, args.threads)
             gen_s = time.perf_counter() - t
             t = time.perf_counter()
             if name == "generate":
@@ -114,7 +118,7 @@ def main() -> None:
                     choice_baseline(engine, p, task.solve_choices)
             else:
                 for b in range(0, len(solve_ids), 32):
-                    engine.choice_logprobs(solve_ids[b:b + 32], task.solve_choices)
+                    engine.choice_logprobs(solve_ids[b:b + 32], task.solve_choices, args.threads)
             solve_s = time.perf_counter() - t
             tokens = sum(len(r.tokens) for r in rows)
             print(f"attn {attn:5s} {name:11s}: generate {len(rows)} rows {gen_s:6.1f} s ({tokens} tokens, "

@@ -35,6 +35,7 @@ class LoopState(TypedDict, total=False):
     idle_rounds: int  # rounds in a row that accepted nothing
     stop_reason: str
     last: dict  # the funnel of the last round
+    calibration: dict  # the solver's calibration on the seeds (accuracy before/after), when there is one
 
 
 def ctx_of(state: LoopState):
@@ -47,9 +48,11 @@ def prepare(state: LoopState) -> LoopState:
     ctx = ctx_of(state)
     info = steps.prepare(ctx)
     steps.reconcile(ctx)
-    ctx.events.emit("prepare", **info)
+    calibration = steps.calibrate(ctx)
+    ctx.events.emit("prepare", **info, **({"calibration": calibration} if calibration else {}))
     return {"target": ctx.target, "accepted": ctx.pool.accepted.count, "pool": info["pool"],
-            "round": state.get("round", ctx.pool.accepted.last.round), "idle_rounds": state.get("idle_rounds", 0)}
+            "round": state.get("round", ctx.pool.accepted.last.round), "idle_rounds": state.get("idle_rounds", 0),
+            **({"calibration": calibration} if calibration else {})}
 
 
 def measure(state: LoopState) -> LoopState:

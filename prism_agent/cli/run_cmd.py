@@ -48,7 +48,14 @@ def _line(update: dict) -> str | None:
     data = data or {}
     last = data.get("last") or {}
     if node == "prepare":
-        return f"pool ready: {data.get('pool')} rows, {data.get('accepted')}/{data.get('target')} accepted"
+        line = f"pool ready: {data.get('pool')} rows, {data.get('accepted')}/{data.get('target')} accepted"
+        cal = data.get("calibration") or {}
+        if "rows" in cal:
+            line += (f"; solver calibrated on {cal['rows']} seed labels (agreement with them "
+                     f"{cal['accuracy_raw']:.1%} → {cal['accuracy_calibrated']:.1%})")
+        elif "skipped" in cal:
+            line += f"; solver not calibrated: {cal['skipped']}"
+        return line
     if node == "measure":
         return f"G-Vendi {data.get('g_vendi', float('nan')):.3f} over {data.get('pool')} pool rows"
     if node == "cluster":

@@ -48,7 +48,8 @@ class LocalBackendConfig(_Backend):
     batch_size: int = Field(32, ge=1, description="sequences decoded together (left-padded)")
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: leave torch's setting")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while generating; default: every "
+                                 "core this process may use (the featurizer keeps its own setting)")
 
 
 class OpenAIBackendConfig(_Backend):

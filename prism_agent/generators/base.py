@@ -18,6 +18,14 @@ class GenerationError(PrismError):
     """A request failed after its retry budget, or the backend refused it for good (bad model, auth)."""
 
 
+def refuse_choice_bias(kind: str, requests: Sequence[GenRequest]) -> None:
+    """Backends that sample choices (structured outputs) cannot add offsets to their probabilities: refuse
+    rather than return uncalibrated labels as if they were calibrated."""
+    if any(r.sampling.choice_bias for r in requests):
+        raise PrismError(f"the {kind} backend samples choices and cannot apply choice offsets; "
+                         "calibrated choices need the local backend")
+
+
 class Generator(ABC):
     """A text backend. Subclasses set `kind` and implement `model_id` and `stream`."""
 

@@ -10,18 +10,44 @@ options as a continuation, all choice requests of a call together.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.generators import grouped_attention
 from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
 from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows, row_seed
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 __all__ = ["LocalGenerator", "row_seed"]
+
+
+@contextmanager
+def torch_threads(requested: int | None):
+    """Run a call with the role's CPU threads (default: every core this process may use), then restore the
+    process's setting: the featurizer in the same process keeps its own (one thread by default). Set in
+    the thread that computes, since a worker thread need not share the main thread's OpenMP setting."""
+    n = requested or _usable_cores()
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class _Engine:
@@ -31,13 +57,11 @@ class _Engine:
         from prism_agent.gradients.proxy import load_proxy, resolve_proxy_path
         from prism_agent.models.fingerprint import model_identity
 
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
         proxy = load_proxy(cfg.model, device=cfg.device, dtype=dtype)
         self.model, self.tokenizer, self.device = proxy.model, proxy.tokenizer, proxy.device
-        if self.device.type == "cpu":  # decoding on a CPU: eager attention is 1.5x faster than SDPA here
-            self.model.set_attn_implementation("eager")  # (bench/bench_local_engine.py, BENCHMARKS.md)
+        if self.device.type == "cpu":  # on a CPU, attention that does not copy the KV cache per query head is
+            self.model.set_attn_implementation(grouped_attention.register())  # fastest (BENCHMARKS.md)
         folder, gguf, _ = resolve_proxy_path(cfg.model)
         self.identity = model_identity(cfg.model, folder, gguf)
         self.max_length = proxy.max_length
@@ -53,16 +77,17 @@ class _Engine:
     def encode(self, request: GenRequest) -> list[int]:
         return chat_token_ids(self.tokenizer, request)
 
-    def decode_batch(self, rows: list[Row]) -> None:
+    def decode_batch(self, rows: list[Row], threads: int | None = None) -> None:
         """Generate every row of one batch in place (tokens and finish reason)."""
-        with self.lock, torch.inference_mode():
+        with self.lock, torch_threads(threads), torch.inference_mode():
             decode_rows(self.model, rows, pad_id=self.pad_id, eos_ids=self.eos_ids, max_length=self.max_length,
                         device=self.device, decode=self.tokenizer.decode)
 
-    def choice_logprobs(self, prompts: Sequence[list[int]], options: Sequence[str]) -> list[list[tuple[float, int]]]:
+    def choice_logprobs(self, prompts: Sequence[list[int]], options: Sequence[str],
+                        threads: int | None = None) -> list[list[tuple[float, int]]]:
         """log p(option + end-of-turn | prompt) and the option's token count, per prompt and option."""
         seqs = [self.tokenizer(o, add_special_tokens=False)["input_ids"] + [self.eos_id] for o in options]
-        with self.lock, torch.inference_mode():
+        with self.lock, torch_threads(threads), torch.inference_mode():
             scores = choice_logprobs(self.model, prompts, seqs, pad_id=self.pad_id, device=self.device)
         return [[(lp, len(x) - 1) for lp, x in zip(row, seqs, strict=True)] for row in scores]
 
@@ -100,7 +125,8 @@ class LocalGenerator(EmbeddedGenerator):
             order = sorted(members, key=lambda i: len(prompt_ids[i]))
             for b in range(0, len(order), self.cfg.batch_size):
                 part = order[b : b + self.cfg.batch_size]
-                scored = await asyncio.to_thread(engine.choice_logprobs, [prompt_ids[i] for i in part], options)
+                scored = await asyncio.to_thread(engine.choice_logprobs, [prompt_ids[i] for i in part], options,
+                                                self.cfg.threads)
                 for i, row in zip(part, scored, strict=True):
                     yield i, self._choose(requests[i], row, len(prompt_ids[i]), start)
         rows = [
@@ -114,7 +140,7 @@ class LocalGenerator(EmbeddedGenerator):
         order = sorted(rows, key=lambda r: (len(r.ids), r.max_new))
         for b in range(0, len(order), self.cfg.batch_size):
             batch = order[b : b + self.cfg.batch_size]
-            await asyncio.to_thread(engine.decode_batch, batch)
+            await asyncio.to_thread(engine.decode_batch, batch, self.cfg.threads)
             for r in batch:
                 by_request[r.request].append(r)
                 pending[r.request] -= 1
@@ -126,7 +152,10 @@ class LocalGenerator(EmbeddedGenerator):
         """Constrained choice: each completion is one option, drawn with probability ∝ p(option)^(1/T) (the
         argmax at T = 0), with the same per-completion seeds as free sampling."""
         s = request.sampling
-        logp = torch.tensor([lp for lp, _ in scored], dtype=torch.float64)
+        raw = [lp for lp, _ in scored]
+        logp = torch.tensor(raw, dtype=torch.float64)
+        if s.choice_bias:
+            logp = logp + torch.tensor(s.choice_bias, dtype=torch.float64)
         completions = []
         for j in range(s.n):
             if s.temperature == 0.0:
@@ -139,7 +168,7 @@ class LocalGenerator(EmbeddedGenerator):
                                           completion_tokens=scored[pick][1]))
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=sum(c.completion_tokens for c in completions))
         return GenResult(completions=completions, usage=usage, latency_s=time.perf_counter() - start,
-                         model=self.model_id, native_choices=s.n, calls=1)
+                         model=self.model_id, native_choices=s.n, calls=1, choice_logprobs=raw)
 
     def _result(self, engine: _Engine, request: GenRequest, rows: list[Row], start: float) -> GenResult:
         completions = []

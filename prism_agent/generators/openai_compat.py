@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from prism_agent.config.backends import OpenAIBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
-from prism_agent.generators.base import GenerationError, Generator, render_chat
+from prism_agent.generators.base import GenerationError, Generator, refuse_choice_bias, render_chat
 from prism_agent.generators.local import row_seed
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
@@ -267,6 +267,7 @@ class OpenAIGenerator(Generator):
         )
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
+        refuse_choice_bias(self.kind, requests)
         if not requests:
             return
         self._bind_loop()

@@ -35,7 +35,10 @@ CREATE TABLE IF NOT EXISTS sent (
 
 
 def request_key(model_id: str, request: GenRequest) -> str:
-    payload = {"model": model_id, "request": request.model_dump(mode="json")}
+    dumped = request.model_dump(mode="json")
+    if not dumped["sampling"]["choice_bias"]:  # a field added later: keys of earlier runs' calls stay valid
+        del dumped["sampling"]["choice_bias"]
+    payload = {"model": model_id, "request": dumped}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

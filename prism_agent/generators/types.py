@@ -37,6 +37,15 @@ class Sampling(BaseModel):
     choices: tuple[str, ...] = Field(
         (), description="when set, every completion is one of these strings, sampled by the model's probability "
         "of each (local: scored; vllm: structured outputs); a backend that cannot constrain returns free text")
+    choice_bias: tuple[float, ...] = Field(
+        (), description="one offset per choice, added to its log-probability before drawing (a calibrated "
+        "solver, quality/calibration.py); only a backend that scores the choices (local) can honour it")
+
+    @model_validator(mode="after")
+    def _bias_per_choice(self) -> Sampling:
+        if self.choice_bias and len(self.choice_bias) != len(self.choices):
+            raise ValueError("choice_bias needs exactly one offset per choice")
+        return self
 
 
 class GenRequest(BaseModel):
@@ -103,6 +112,7 @@ class GenResult(BaseModel):
     native_choices: int = 0
     calls: int = 1
     replayed: bool = False
+    choice_logprobs: list[float] | None = None  # per choice, before any bias: from backends that score them
 
     @property
     def texts(self) -> list[str]:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from prism_agent.config.backends import VLLMBackendConfig
 from prism_agent.errors import BadInputError
-from prism_agent.generators.base import EmbeddedGenerator, GenerationError, chat_token_ids
+from prism_agent.generators.base import EmbeddedGenerator, GenerationError, chat_token_ids, refuse_choice_bias
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 
 
@@ -90,6 +90,7 @@ class VLLMGenerator(EmbeddedGenerator):
         return _Engine(self.cfg)
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
+        refuse_choice_bias(self.kind, requests)
         if not requests:
             return
         engine = await asyncio.to_thread(lambda: self.engine)

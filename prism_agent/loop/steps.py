@@ -19,6 +19,7 @@ import numpy as np
 
 from prism_agent.atomic import write_atomic, write_jsonl_atomic
 from prism_agent.data.reader import Sample
+from prism_agent.errors import PrismError
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
 from prism_agent.run.pool import Pool, count_rows, sample_seeds
@@ -100,6 +101,41 @@ def prepare(ctx: RunContext) -> dict:
         store.append([r["id"] for r in rows], feats, info={"kind": "seeds"})
         seeds = len(rows)
     return {"seeds": seeds, "pool": len(store)}
+
+
+def calibrate(ctx: RunContext) -> dict | None:
+    """Fit the solver's per-choice offsets on the seeds' gold labels, once per run (choice tasks only; see
+    quality/calibration.py). Returns a short summary for the log, or None when the run does not calibrate."""
+    from prism_agent.quality.calibration import ChoiceCalibration, NoCalibration, calibrate_solver
+
+    votes = ctx.cfg.votes
+    if not ctx.task.solve_choices or votes.calibrate is False:
+        return None
+    path = ctx.paths.calibration
+    if path.exists():
+        data = json.loads(path.read_text())
+        found = NoCalibration(**data) if "reason" in data else ChoiceCalibration(**data)
+    else:
+        limit = votes.calibration_rows or 256
+        seeds = [Sample(id=row["id"], prompt=row["prompt"], response=row.get("response", ""))
+                 for _, row in zip(range(limit), ctx.pool.iter_seeds(), strict=False)]
+        found = asyncio.run(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
+        text = found.model_dump_json(indent=1).encode()
+        write_atomic(path, lambda fh: fh.write(text))
+    if isinstance(found, NoCalibration):
+        if votes.calibrate:  # asked for explicitly: say why it cannot be done rather than go on without it
+            raise PrismError(f"cannot calibrate the solver: {found.reason} (set [vote] calibrate = false)")
+        return {"skipped": found.reason}
+    return {"rows": found.rows, "accuracy_raw": found.accuracy_raw, "accuracy_calibrated": found.accuracy_calibrated,
+            "predicted": found.predicted_calibrated}
+
+
+def choice_bias(ctx: RunContext) -> tuple[float, ...]:
+    """The offsets the solver's choice scores get in this run (none without a calibration)."""
+    path = ctx.paths.calibration
+    if not ctx.task.solve_choices or ctx.cfg.votes.calibrate is False or not path.exists():
+        return ()
+    return tuple(json.loads(path.read_text()).get("offsets", ()))
 
 
 def reconcile(ctx: RunContext) -> None:
@@ -194,14 +230,16 @@ def vote(ctx: RunContext, r: int) -> dict:
     cands = read_rows(ctx, r, "generate")
     started = time.perf_counter()
     samples = [Sample(id=c["id"], prompt=c["prompt"], response="") for c in cands]
-    records = asyncio.run(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes))
+    bias = choice_bias(ctx)
+    records = asyncio.run(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes, bias))
     out = []
     for c, rec in zip(cands, records, strict=True):
         if not rec.accepted:
             continue
         # a task answered by one of a few labels stores the label; others keep a majority solution
         response = rec.majority if ctx.task.solve_choices else rec.kept_solutions[0]
-        out.append({**c, "response": response, "answer": rec.majority, "vote": rec.model_dump()})
+        record = rec.model_dump() | ({"choice_bias": list(bias)} if bias else {})
+        out.append({**c, "response": response, "answer": rec.majority, "vote": record})
     return _finish(ctx, r, "vote", out, {"candidates": len(cands), "voted": len(out),
                                          "seconds": time.perf_counter() - started})
 

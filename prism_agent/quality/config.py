@@ -36,6 +36,11 @@ class VoteConfig(BaseModel):
     ties: TiePolicy = "first"
     verify_timeout_s: int = Field(5, ge=0, description="math-verify per parse/comparison; main thread only")
     seed: int = Field(0, ge=0, description="base of the per-sample solver seeds")
+    calibrate: bool | None = Field(None, description="choice tasks (nli): fit one offset per label on the seeds' "
+                                   "gold labels and add it to the solver's scores; default: when the solver "
+                                   "scores the choices (the local backend)")
+    calibration_rows: int | None = Field(None, ge=8, description="seed rows the offsets are fitted on, at most "
+                                         "(default 256)")
 
     @model_validator(mode="after")
     def _tau_le_n(self) -> VoteConfig:

@@ -21,18 +21,20 @@ def sample_seed(base: int, sample_id: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def solve_requests(task: Task, samples: Sequence[Sample], cfg: VoteConfig) -> list[GenRequest]:
+def solve_requests(task: Task, samples: Sequence[Sample], cfg: VoteConfig,
+                   choice_bias: Sequence[float] = ()) -> list[GenRequest]:
     return [
         GenRequest.chat([{"role": "user", "content": task.solve_prompt(s)}], n=cfg.n, temperature=cfg.temperature,
                         top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=sample_seed(cfg.seed, s.id),
-                        choices=task.solve_choices)
+                        choices=task.solve_choices, choice_bias=tuple(choice_bias))
         for s in samples
     ]
 
 
 async def vote_samples(generator: Generator, task: Task, samples: Sequence[Sample],
-                       cfg: VoteConfig) -> list[VoteRecord]:
+                       cfg: VoteConfig, choice_bias: Sequence[float] = ()) -> list[VoteRecord]:
     """Ask the solver for N completions per sample and vote on each. The voting itself runs in the calling
-    thread (the event loop's: the main thread in a CLI run), where math-verify's timeouts work."""
-    results = await generator.generate(solve_requests(task, samples, cfg))
+    thread (the event loop's: the main thread in a CLI run), where math-verify's timeouts work.
+    `choice_bias`: the calibrated solver's per-choice offsets (quality/calibration.py)."""
+    results = await generator.generate(solve_requests(task, samples, cfg, choice_bias))
     return [vote(task, r.texts, cfg) for r in results]

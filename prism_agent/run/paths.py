@@ -37,6 +37,11 @@ class RunPaths:
         return self.root / "clusters"
 
     @property
+    def calibration(self) -> Path:
+        """The solver's per-choice offsets, fitted once on the seeds (quality/calibration.py)."""
+        return self.root / "calibration.json"
+
+    @property
     def rounds(self) -> Path:
         return self.root / "rounds"
 
