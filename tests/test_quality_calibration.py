@@ -83,3 +83,13 @@ def test_local_solver_is_calibrated_on_labelled_seeds_and_applies_the_offsets():
     assert forced.texts == ["contradiction"] * 6 and len(forced.choice_logprobs) == 3
     unlabelled = [Sample(id=f"u{i}", prompt=r.prompt, response="") for i, r in enumerate(rows)]
     assert isinstance(asyncio.run(calibrate_solver(solver, task, unlabelled, cfg)), NoCalibration)
+
+
+def test_a_solver_that_samples_choices_is_not_calibrated_and_sent_nothing():
+    from prism_agent.config.backends import OpenAIBackendConfig
+    from prism_agent.generators import make_generator
+
+    endpoint = make_generator(OpenAIBackendConfig(base_url="http://127.0.0.1:9/v1", model="m"))
+    rows = [Sample(id=str(i), prompt="Premise: a\nHypothesis: b", response="neutral") for i in range(10)]
+    found = asyncio.run(calibrate_solver(endpoint, get_task("nli"), rows, VoteConfig.for_task("nli")))
+    assert isinstance(found, NoCalibration) and "samples choices" in found.reason  # port 9: nothing listens

@@ -30,6 +30,7 @@ class Generator(ABC):
     """A text backend. Subclasses set `kind` and implement `model_id` and `stream`."""
 
     kind: str = ""
+    scores_choices: bool = False  # returns each choice's log-probability (GenResult.choice_logprobs)
 
     @property
     @abstractmethod

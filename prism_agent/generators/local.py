@@ -103,6 +103,7 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 class LocalGenerator(EmbeddedGenerator):
     kind = "local"
+    scores_choices = True
     cfg: LocalBackendConfig
 
     def _load(self) -> _Engine:

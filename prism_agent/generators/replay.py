@@ -102,6 +102,7 @@ class ReplayingGenerator(Generator):
         self.inner = inner
         self.store = store
         self.kind = inner.kind
+        self.scores_choices = inner.scores_choices
         self.backend_requests = 0  # requests passed to the backend (what replay saves)
         self.replayed = 0
         self.tokens = 0  # completion tokens the backend produced (not replayed ones)

@@ -72,6 +72,8 @@ async def calibrate_solver(generator, task, samples: Sequence, cfg) -> ChoiceCal
     from prism_agent.quality.solve import solve_requests
 
     choices = tuple(task.solve_choices)
+    if not getattr(generator, "scores_choices", False):  # decided before sending anything
+        return NoCalibration(reason=f"the solver ({generator.kind}) samples choices and returns no scores")
     gold, rows = [], []
     for s in samples:
         answer = task.extract(s.response).answer
@@ -82,8 +84,8 @@ async def calibrate_solver(generator, task, samples: Sequence, cfg) -> ChoiceCal
         return NoCalibration(reason=f"{len(rows)} seed rows with a gold choice, {len(set(gold))} distinct: too few")
     greedy = cfg.model_copy(update={"n": 1, "temperature": 0.0})
     results = await generator.generate(solve_requests(task, rows, greedy))
-    if any(r.choice_logprobs is None for r in results):
-        return NoCalibration(reason=f"the solver ({generator.model_id}) samples choices and returns no scores")
+    if any(r.choice_logprobs is None for r in results):  # a backend that claimed to score and did not
+        return NoCalibration(reason=f"the solver ({generator.kind}) returned no choice scores")
     scores = np.array([r.choice_logprobs for r in results], dtype=np.float64)
     offsets = fit_offsets(scores, gold)
     raw, fitted = scores.argmax(1), (scores + offsets).argmax(1)
