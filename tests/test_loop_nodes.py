@@ -157,6 +157,27 @@ def test_prismatic_fewshot_picks_fill_a_singleton_sparse_cluster(tmp_path):
     assert not set(HEAVY) & set(ctx.__dict__)
 
 
+def test_each_round_clusters_with_its_own_seed_so_an_idle_round_does_not_repeat_the_clustering(tmp_path):
+    from prism_agent.cluster.artifacts import load_or_build_round, save_round
+
+    root = tmp_path / "run"
+    ctx = RunContext.open(root, _cfg(tmp_path / "bench.jsonl", per_round=4))
+    base = ctx.cfg.cluster
+    seeds = [steps.cluster_config(ctx, r).seed for r in (1, 2, 3, 1)]
+    assert seeds[0] == seeds[3] and len(set(seeds[:3])) == 3 and base.seed not in seeds  # reproducible, distinct
+    assert all(steps.cluster_config(ctx, r).model_copy(update={"seed": base.seed}) == base for r in (1, 2))
+    # the same pool (a round that accepted nothing), two rounds: two different k-means starts
+    feats, _ = _engineered_round(sizes=(5, 5, 5, 5, 5, 5, 5, 5), seed=3)
+    feats = feats + np.random.default_rng(0).normal(scale=0.3, size=feats.shape).astype(np.float32)
+    one, _ = load_or_build_round(feats, steps.cluster_config(ctx, 1), ctx.paths.clusters, 1)
+    two, _ = load_or_build_round(feats, steps.cluster_config(ctx, 2), ctx.paths.clusters, 2)
+    assert one.labels.tolist() != two.labels.tolist()
+    # a round clustered before per-round seeds (with the run's own seed) is resumed as it was saved
+    _, legacy = _engineered_round()
+    save_round(ctx.paths.clusters, 5, legacy)
+    assert steps.cluster_config(ctx, 5) == base
+
+
 def test_vanilla_fewshot_picks_are_reproducible_random_pool_positions(tmp_path):
     from prism_agent.cluster.artifacts import committed_rounds
 
