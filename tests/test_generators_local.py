@@ -84,3 +84,24 @@ def test_constrained_choices_are_scored_and_seeded(local):
     scores = engine.choice_logprobs([engine.encode(GenRequest.chat(q))], labels)[0]
     assert greedy.texts == [labels[max(range(3), key=lambda i: scores[i][0])]]
     assert all(lp < 0 for lp, _ in scores)
+
+
+def test_grouped_attention_matches_eager_on_a_padded_batch(local):
+    from prism_agent.generators import grouped_attention
+    from prism_agent.generators.local_decode import prefill
+
+    engine = local.engine
+    prompts = [engine.encode(GenRequest.chat(Q)), engine.encode(GenRequest.chat(Q2))]  # different lengths
+    out = {}
+    try:
+        for impl in ("eager", grouped_attention.register()):
+            engine.model.set_attn_implementation(impl)
+            with torch.inference_mode():
+                cache, logits, _, _ = prefill(engine.model, prompts, engine.pad_id, engine.device)
+                step = engine.model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache).logits
+            out[impl] = (logits.float(), step.float())
+    finally:
+        engine.model.set_attn_implementation(grouped_attention.NAME)
+    (a, a2), (b, b2) = out["eager"], out[grouped_attention.NAME]
+    assert torch.equal(a, b)  # prefill over left padding: bit for bit
+    assert torch.allclose(a2, b2, atol=1e-2)  # a decoding step (no mask passed: positions from the cache)
