@@ -291,7 +291,9 @@ def test_graph_nodes_prepare_measure_route_cluster(prepared, tmp_path):
     assert (ctx.paths.clusters / "round-0001" / "round.json").is_file()
     kinds = [e["kind"] for e in ctx.events]
     assert kinds == ["prepare", "measure", "cluster"]
-    assert "roles" not in ctx.__dict__  # no text backend was needed so far
+    # the one text backend needed so far: the local solver, scored on the seeds' labels to calibrate it
+    cal = json.loads(ctx.paths.calibration.read_text())
+    assert cal["rows"] == 16 and len(cal["offsets"]) == 3 and sum(cal["gold"].values()) == 16
 
 
 def _round_candidates(n: int, r: int = 1) -> list[dict]:

@@ -50,7 +50,8 @@ TINY = ("seed_sample = 16\nper_round = 8\npatience = 30\n"
         "[vote]\nn = 2\ntau = 1\n")
 
 PLAIN = [re.compile(p) for p in (
-    r"pool ready: \d+ rows, \d+/\d+ accepted",
+    r"pool ready: \d+ rows, \d+/\d+ accepted(; solver not calibrated: the solver \(openai\) samples choices "
+    r"and returns no scores)?",
     r"G-Vendi \d+\.\d{3} over \d+ pool rows",
     r"round \d+: k=\d+, \d+ sparse clusters",
     r"  (generate|vote|reject|decontaminate): [a-z_]+ -?\d+(\.\d+)?(, [a-z_]+ -?\d+(\.\d+)?)*",

@@ -61,7 +61,8 @@ def screen(raw: bytes, columns: int = COLUMNS) -> list[str]:
     """What the terminal shows at the end: enough of an xterm for rich's Live (which uses CR, LF, cursor up
     and erase line; colours and cursor visibility do not change the text), with xterm's autowrap: a character
     written after the last column goes to the next line. Every character is one column wide here."""
-    text = ANSI.sub(lambda m: m.group(0) if re.fullmatch(rb"\x1b\[\d*[AK]", m.group(0)) else b"", raw).decode()
+    kept = ANSI.sub(lambda m: m.group(0) if re.fullmatch(rb"\x1b\[\d*[AK]", m.group(0)) else b"", raw)
+    text = kept.decode("utf-8", "replace")  # an erase can land inside a multi-byte character (CI saw one)
     rows: list[list[str]] = [[]]
     row = col = 0
     for piece in re.split(r"(\x1b\[\d*[AK]|[\r\n])", text):

@@ -10,6 +10,7 @@ is already in the run's call log, so the resumed run redoes only unfinished work
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import signal
@@ -22,6 +23,20 @@ from prism_agent.cli.console import err
 
 STOP_GRACE_S = 10.0
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
+
+
+def exit_on_further_signals() -> None:
+    """For a process that has stopped its run and is winding down (joining a worker thread can take seconds):
+    a further Ctrl-C/SIGTERM exits at once, still with 130. Without it a KeyboardInterrupt could escape after
+    the resume line was printed (CI saw exit -2)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_interrupted)
+
+
+def _exit_interrupted(_signum: int, _frame) -> None:
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 class GracefulStop:

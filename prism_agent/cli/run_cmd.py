@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 from prism_agent.cli.console import err, out
-from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, invocation
+from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, exit_on_further_signals, invocation
 from prism_agent.config.backends import parse_backend
 from prism_agent.config.run import FREE_SUMMARY
 from prism_agent.errors import BadInputError, PrismError
@@ -188,6 +188,7 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
     builder = importlib.import_module(f"prism_agent.graphs.{ctx.cfg.graph}").builder
 
     conn = sqlite3.connect(ctx.paths.checkpoints, check_same_thread=False)
+    stopped = False
     try:
         with GracefulStop() as stop:  # before anything is printed: a signal from now on is handled
             graph = builder.compile(checkpointer=SqliteSaver(conn))
@@ -219,10 +220,13 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                 err.print(f"stopped; {ctx.pool.accepted.count}/{ctx.target} accepted and committed. To resume:",
                           highlight=False)
                 err.print(resume, highlight=False, markup=False, soft_wrap=True)
+                stopped = True
                 raise SystemExit(EXIT_INTERRUPTED)  # not typer.Exit: main would add "interrupted"
         out.print(f"done in {time.perf_counter() - t0:.0f} s: {ctx.pool.accepted.count}/{ctx.target} accepted "
                   f"in {root}", highlight=False, soft_wrap=True)
     finally:
+        if stopped:  # the handlers were just restored: a signal while winding down now exits at once, with 130
+            exit_on_further_signals()
         conn.close()
 
 
