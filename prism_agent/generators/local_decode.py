@@ -142,8 +142,6 @@ def decode_rows(model, rows: Sequence[Row], *, pad_id: int, eos_ids: set[int], m
         keep: list[int] = []
         for j, (i, t) in enumerate(zip(active, picks, strict=True)):
             r = rows[i]
-            if r.max_new <= 0:
-                continue
             if t in eos_ids:
                 r.finish = "stop"
                 continue

@@ -106,17 +106,16 @@ def prepare(ctx: RunContext) -> dict:
 def calibrate(ctx: RunContext) -> dict | None:
     """Fit the solver's per-choice offsets on the seeds' gold labels, once per run (choice tasks only; see
     quality/calibration.py). Returns a short summary for the log, or None when the run does not calibrate."""
-    from prism_agent.quality.calibration import ChoiceCalibration, NoCalibration, calibrate_solver
+    from prism_agent.quality.calibration import NoCalibration, calibrate_solver, read_calibration
+    from prism_agent.quality.config import CALIBRATION_ROWS
 
     votes = ctx.cfg.votes
     if not ctx.task.solve_choices or votes.calibrate is False:
         return None
     path = ctx.paths.calibration
-    if path.exists():
-        data = json.loads(path.read_text())
-        found = NoCalibration(**data) if "reason" in data else ChoiceCalibration(**data)
-    else:
-        limit = votes.calibration_rows or 256
+    found = read_calibration(path)
+    if found is None:
+        limit = votes.calibration_rows or CALIBRATION_ROWS
         seeds = [Sample(id=row["id"], prompt=row["prompt"], response=row.get("response", ""))
                  for _, row in zip(range(limit), ctx.pool.iter_seeds(), strict=False)]
         found = asyncio.run(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
@@ -132,10 +131,12 @@ def calibrate(ctx: RunContext) -> dict | None:
 
 def choice_bias(ctx: RunContext) -> tuple[float, ...]:
     """The offsets the solver's choice scores get in this run (none without a calibration)."""
-    path = ctx.paths.calibration
-    if not ctx.task.solve_choices or ctx.cfg.votes.calibrate is False or not path.exists():
+    from prism_agent.quality.calibration import ChoiceCalibration, read_calibration
+
+    if not ctx.task.solve_choices or ctx.cfg.votes.calibrate is False:
         return ()
-    return tuple(json.loads(path.read_text()).get("offsets", ()))
+    found = read_calibration(ctx.paths.calibration)
+    return found.offsets if isinstance(found, ChoiceCalibration) else ()
 
 
 def reconcile(ctx: RunContext) -> None:

@@ -96,3 +96,15 @@ async def calibrate_solver(generator, task, samples: Sequence, cfg) -> ChoiceCal
         accuracy_calibrated=round(float((fitted == np.array(gold)).mean()), 4),
         predicted_raw=_mix(choices, raw.tolist()), predicted_calibrated=_mix(choices, fitted.tolist()),
         gold=_mix(choices, gold))
+
+
+def read_calibration(path) -> ChoiceCalibration | NoCalibration | None:
+    """What a run recorded in `calibration.json`, or None before it calibrated."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return NoCalibration(**data) if "reason" in data else ChoiceCalibration(**data)

@@ -21,6 +21,9 @@ _DEFAULTS: dict[str, dict] = {
 }
 
 
+CALIBRATION_ROWS = 256  # seed rows a calibration is fitted on, unless `calibration_rows` says otherwise
+
+
 class VoteConfig(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -40,7 +43,7 @@ class VoteConfig(BaseModel):
                                    "gold labels and add it to the solver's scores; default: when the solver "
                                    "scores the choices (the local backend)")
     calibration_rows: int | None = Field(None, ge=8, description="seed rows the offsets are fitted on, at most "
-                                         "(default 256)")
+                                         f"(default {CALIBRATION_ROWS})")
 
     @model_validator(mode="after")
     def _tau_le_n(self) -> VoteConfig:
