@@ -29,6 +29,7 @@ from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.errors import BadInputError
 from prism_agent.gradients.base import DTYPES, Featurizer
 from prism_agent.gradients.batching import Batch, collate, plan_batches
+from prism_agent.gradients.fast_head import ChunkedHead
 from prism_agent.gradients.projection import RademacherProjector
 from prism_agent.gradients.proxy import Proxy
 from prism_agent.gradients.render import Encoded
@@ -52,10 +53,9 @@ class _Linear:
 class _Context:
     """Per-batch tensors the hooks read and the accumulator they write."""
 
-    def __init__(self, acc: torch.Tensor, mask: torch.Tensor, head_rows: torch.Tensor):
+    def __init__(self, acc: torch.Tensor, mask: torch.Tensor):
         self.acc = acc  # (B, pre_dim) float32
         self.mask = mask  # (B, T, 1) float32 attention mask
-        self.head_rows = head_rows  # (N,) sample index of each LM-head row
 
 
 class FastFeaturizer(Featurizer):
@@ -111,38 +111,31 @@ class FastFeaturizer(Featurizer):
         self.final = RademacherProjector(offset, config.dim, config.seed, stream="fast/final",
                                          dtype=torch.float32, device=self.device)
         self._ctx: _Context | None = None
-        self._handles = [lin.module.register_forward_hook(self._linear_hook(lin)) for lin in self.linears]
+        self.head_offset = head_lin.offset
+        self.chunked_head = ChunkedHead(self.head.weight, self.head.bias, head_lin.p_in, head_lin.p_out, self.cdtype)
+        self._handles = [lin.module.register_forward_hook(self._linear_hook(lin)) for lin in self.linears
+                         if lin.module is not self.head]  # the head is done by hand (fast_head)
         self._handles += [m.register_forward_hook(self._norm_hook(m, off)) for m, off in self.norms]
 
     # ------------------------------------------------------------------ hooks
     def _linear_hook(self, lin: _Linear):
         r_in, r_out = self.config.rank_in, self.config.rank_out
-        is_head = lin.module is self.head
         has_bias = lin.module.bias is not None
 
         def forward_hook(_mod, inputs, output):
             ctx = self._ctx
             if ctx is None or not output.requires_grad:
                 return
-            x = inputs[0]
-            xt = (x.to(self.cdtype) @ lin.p_in).float()
-            if not is_head:
-                xt = xt * ctx.mask
+            # Padding is masked on the input side only: a padded position's x̃ is 0, so its δ (0 anyway:
+            # nothing real attends to it and it has no loss) cannot reach the block.
+            xt = (inputs[0].to(self.cdtype) @ lin.p_in).float() * ctx.mask
 
             def backward_hook(grad):
                 dt = (grad.to(self.cdtype) @ lin.p_out).float()
-                if is_head:  # rows are response positions of any sample: outer products, summed per sample
-                    rows = (dt[:, :, None] * xt[:, None, :]).reshape(dt.shape[0], -1)
-                    ctx.acc[:, lin.offset : lin.offset + r_out * r_in].index_add_(0, ctx.head_rows, rows)
-                    if has_bias:
-                        ctx.acc[:, lin.offset + r_out * r_in : lin.offset + r_out * (r_in + 1)].index_add_(
-                            0, ctx.head_rows, dt)
-                    return
-                dt = dt * ctx.mask
-                block = torch.einsum("bto,bti->boi", dt, xt).reshape(dt.shape[0], -1)
+                block = torch.bmm(dt.transpose(1, 2), xt).reshape(dt.shape[0], -1)
                 ctx.acc[:, lin.offset : lin.offset + r_out * r_in] += block
                 if has_bias:
-                    ctx.acc[:, lin.offset + r_out * r_in : lin.offset + r_out * (r_in + 1)] += dt.sum(1)
+                    ctx.acc[:, lin.offset + r_out * r_in : lin.offset + r_out * (r_in + 1)] += (dt * ctx.mask).sum(1)
 
             output.register_hook(backward_hook)
 
@@ -176,15 +169,15 @@ class FastFeaturizer(Featurizer):
         b_idx, t_idx = tmask.nonzero(as_tuple=True)
         counts = tmask.sum(1).float()
         acc = torch.zeros(ids.shape[0], self.pre_dim, dtype=torch.float32, device=dev)
-        self._ctx = _Context(acc, att[:, :, None].float(), b_idx)
+        self._ctx = _Context(acc, att[:, :, None].float())
         try:
             with torch.autocast(dev.type, dtype=self.cdtype, enabled=self.cdtype != torch.float32):
                 embeds = self.embedding(ids).detach().requires_grad_(True)
                 hidden = self.decoder(inputs_embeds=embeds, attention_mask=att).last_hidden_state
-                logits = self.head(hidden[b_idx, t_idx])  # (N, V): response positions only
-            lp = torch.nn.functional.cross_entropy(logits.float(), ids[b_idx, t_idx + 1], reduction="none")
-            loss = (lp / counts[b_idx]).sum()  # Σ_b mean over b's response tokens
-            (g_emb,) = torch.autograd.grad(loss, embeds)
+            sel = hidden[b_idx, t_idx]  # (N, H): response positions only, the head's only rows with a loss
+            grad_sel = self.chunked_head.backward(sel.detach(), ids[b_idx, t_idx + 1], 1.0 / counts[b_idx], b_idx,
+                                                  acc, self.head_offset)
+            (g_emb,) = torch.autograd.grad(sel, embeds, grad_outputs=grad_sel.to(sel.dtype))
             g_in = (g_emb.to(self.cdtype) @ self.emb_p_in).float() * self._ctx.mask
             p_out = self.emb_p_out[ids].float()  # rows of P_out at the token ids (the scatter part)
             pad_idx = getattr(self.embedding, "padding_idx", None)
