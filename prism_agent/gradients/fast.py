@@ -27,6 +27,7 @@ from torch import nn
 
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.errors import BadInputError
+from prism_agent.gradients import attention
 from prism_agent.gradients.base import DTYPES, Featurizer
 from prism_agent.gradients.batching import Batch, collate, plan_batches
 from prism_agent.gradients.fast_head import ChunkedHead
@@ -116,6 +117,9 @@ class FastFeaturizer(Featurizer):
         self._handles = [lin.module.register_forward_hook(self._linear_hook(lin)) for lin in self.linears
                          if lin.module is not self.head]  # the head is done by hand (fast_head)
         self._handles += [m.register_forward_hook(self._norm_hook(m, off)) for m, off in self.norms]
+        self._attn_before = model.config._attn_implementation
+        if self._attn_before == "sdpa" and self.device.type == "cpu" and self.cdtype != torch.float32:
+            model.set_attn_implementation(attention.register())
 
     # ------------------------------------------------------------------ hooks
     def _linear_hook(self, lin: _Linear):
@@ -173,7 +177,10 @@ class FastFeaturizer(Featurizer):
         try:
             with torch.autocast(dev.type, dtype=self.cdtype, enabled=self.cdtype != torch.float32):
                 embeds = self.embedding(ids).detach().requires_grad_(True)
-                hidden = self.decoder(inputs_embeds=embeds, attention_mask=att).last_hidden_state
+                # No padding mask: batches are right-padded, so under the causal mask no real position sees a
+                # padded one, and a padded position gets δ = 0 (nothing real depends on it, it has no loss).
+                # Left out, the mask lets attention use its causal kernels, which skip the upper triangle.
+                hidden = self.decoder(inputs_embeds=embeds).last_hidden_state
             sel = hidden[b_idx, t_idx]  # (N, H): response positions only, the head's only rows with a loss
             grad_sel = self.chunked_head.backward(sel.detach(), ids[b_idx, t_idx + 1], 1.0 / counts[b_idx], b_idx,
                                                   acc, self.head_offset)
@@ -210,3 +217,6 @@ class FastFeaturizer(Featurizer):
         for h in self._handles:
             h.remove()
         self._handles = []
+
+        if self.proxy.model.config._attn_implementation != self._attn_before:
+            self.proxy.model.set_attn_implementation(self._attn_before)
