@@ -31,6 +31,7 @@ from prism_agent.gradients import attention
 from prism_agent.gradients.base import DTYPES, Featurizer
 from prism_agent.gradients.batching import Batch, collate, plan_batches
 from prism_agent.gradients.fast_head import ChunkedHead
+from prism_agent.gradients.fast_norm import sample_grad_forward
 from prism_agent.gradients.projection import RademacherProjector
 from prism_agent.gradients.proxy import Proxy
 from prism_agent.gradients.render import Encoded
@@ -116,7 +117,8 @@ class FastFeaturizer(Featurizer):
         self.chunked_head = ChunkedHead(self.head.weight, self.head.bias, head_lin.p_in, head_lin.p_out, self.cdtype)
         self._handles = [lin.module.register_forward_hook(self._linear_hook(lin)) for lin in self.linears
                          if lin.module is not self.head]  # the head is done by hand (fast_head)
-        self._handles += [m.register_forward_hook(self._norm_hook(m, off)) for m, off in self.norms]
+        for m, off in self.norms:  # an instance attribute shadows the class's forward until close()
+            m.forward = self._norm_forward(m, off)
         self._attn_before = model.config._attn_implementation
         if self._attn_before == "sdpa" and self.device.type == "cpu" and self.cdtype != torch.float32:
             model.set_attn_implementation(attention.register())
@@ -145,23 +147,21 @@ class FastFeaturizer(Featurizer):
 
         return forward_hook
 
-    def _norm_hook(self, norm: nn.Module, offset: int):
+    def _norm_forward(self, norm: nn.Module, offset: int):
+        """The norm's forward while a batch is featurized: its backward writes the per-sample weight block."""
         size = norm.weight.numel()
+        original = type(norm).forward.__get__(norm)
 
-        def forward_hook(_mod, inputs, output):
-            ctx = self._ctx
-            if ctx is None or not output.requires_grad:
-                return
-            x = inputs[0]  # kept alive by autograd anyway; x̂ is recomputed in backward
+        def sink(dw: torch.Tensor) -> None:
+            self._ctx.acc[:, offset : offset + size] += dw
 
-            def backward_hook(grad):
-                xf = x.float()
-                xhat = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)).to(x.dtype)
-                ctx.acc[:, offset : offset + size] += (grad.float() * xhat.float() * ctx.mask).sum(1)
+        patched = sample_grad_forward(norm, sink)
 
-            output.register_hook(backward_hook)
+        def forward(hidden_states: torch.Tensor) -> torch.Tensor:
+            return patched(hidden_states) if self._ctx is not None and torch.is_grad_enabled() else original(
+                hidden_states)
 
-        return forward_hook
+        return forward
 
     # ------------------------------------------------------------------ passes
     def _batch_features(self, batch: Batch) -> torch.Tensor:
@@ -217,6 +217,7 @@ class FastFeaturizer(Featurizer):
         for h in self._handles:
             h.remove()
         self._handles = []
-
+        for m, _off in self.norms:
+            m.__dict__.pop("forward", None)
         if self.proxy.model.config._attn_implementation != self._attn_before:
             self.proxy.model.set_attn_implementation(self._attn_before)
