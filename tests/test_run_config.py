@@ -112,6 +112,7 @@ def test_manifest_from_before_free_fields(tmp_path):
 
 @pytest.mark.parametrize(("field", "free"), [("target", True), ("roles.judge.base_url", True),
                                              ("roles.solver.max_concurrency", True), ("featurizer.threads", True),
+                                             ("featurizer.batch_tokens", True),
                                              ("roles.solver.model", False), ("per_round", False),
                                              ("generation.temperature", False), ("featurizer.rank_in", False)])
 def test_is_free(field, free):

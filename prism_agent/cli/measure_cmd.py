@@ -34,7 +34,7 @@ def measure(
     dim: Annotated[int, typer.Option(help="feature dimension d")] = 1024,
     seed: Annotated[int, typer.Option(help="projection seed")] = 0,
     rank: Annotated[int, typer.Option(help="fast: projection rank per side of each layer")] = 32,
-    batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = 4096,
+    batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = 2048,
     exact_batch: Annotated[int, typer.Option(help="exact: gradients projected together (memory: "
                                              "≈0.27 GB each for a 135M proxy)")] = 16,
     dtype: Annotated[str, typer.Option(help="fast: autocast dtype; exact: projection dtype "

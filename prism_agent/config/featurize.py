@@ -22,7 +22,7 @@ class FeaturizerConfig(BaseModel):
     seed: int = Field(0, ge=0, description="projection seed (the reference uses 0)")
     rank_in: int = Field(32, ge=1, description="fast: projected size of each linear layer's input side")
     rank_out: int = Field(32, ge=1, description="fast: projected size of each linear layer's output side")
-    batch_tokens: int = Field(4096, ge=16, description="fast: padded tokens per batch (B·T_max)")
+    batch_tokens: int = Field(2048, ge=16, description="fast: padded tokens per batch (B·T_max)")
     max_batch: int = Field(64, ge=1, description="fast: samples per batch at most")
     exact_batch: int = Field(16, ge=1, description="exact: per-sample gradients projected together")
     dtype: Literal["bfloat16", "float32"] = Field(

@@ -170,10 +170,10 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
     "roles.*.latency_factor",
-    "featurizer.threads",
+    "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
-FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, and per-role concurrency, "
-                "batch size, threads, timeouts and retries")
+FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
+                "batch size, threads, timeouts and retries, and the featurizer's threads and batch sizes")
 
 
 def is_free(field: str) -> bool:
