@@ -11,6 +11,11 @@ Each mode runs in its own process (so peak RSS is its own) on the same samples, 
 Fidelity: Pearson correlation of all pairwise cosines (exact vs fast), G-Vendi per set and its ratio,
 and whether the ranking of the sets by G-Vendi is preserved.
 
+Each mode first runs untimed on `--warmup` rows (the same rows for every mode; its time is reported as
+`warmup_seconds`): on this VM the first touch of fresh memory costs seconds of system time (measured:
+the first 30 × 117-token batch of `fast` took 14.8 s, 7.7 s of it in the kernel, and the second 6.5 s),
+which would otherwise be charged to whichever mode allocates most at its start.
+
     python bench/bench_featurize.py --out bench/out/featurize          # all modes, then the report
     python bench/bench_featurize.py --out D --modes fast --rank 32     # one mode
 """
@@ -72,32 +77,45 @@ def run_mode(mode: str, rows: list[dict], args) -> dict:
     proxy = load_proxy(None, device=args.device, dtype=torch.float32)
     enc = [encode(proxy.tokenizer, r["prompt"], r["response"], 2048) for r in rows]
     tokens = sum(len(e) for e in enc)
+    batch_tokens = args.batch_tokens or FeaturizerConfig().batch_tokens
+    warm = warmup_rows(rows, args.warmup)
     if mode == "plain":
         model = proxy.model
         for p in model.parameters():
             p.requires_grad_(True)
-        t0 = time.perf_counter()
-        for pos in plan_batches([len(e) for e in enc], args.batch_tokens, 64):
-            b = collate(enc, pos, proxy.tokenizer.eos_token_id)
-            with torch.autocast(proxy.device.type, dtype=torch.bfloat16):
-                logits = model(input_ids=b.input_ids.to(proxy.device),
-                               attention_mask=b.attention_mask.to(proxy.device)).logits
-            per_sample_loss(logits, b).sum().backward()
-            model.zero_grad(set_to_none=True)
-        seconds = time.perf_counter() - t0
-        feats = None
+
+        def run(items):
+            for pos in plan_batches([len(e) for e in items], batch_tokens, 64):
+                b = collate(items, pos, proxy.tokenizer.eos_token_id)
+                with torch.autocast(proxy.device.type, dtype=torch.bfloat16):
+                    logits = model(input_ids=b.input_ids.to(proxy.device),
+                                   attention_mask=b.attention_mask.to(proxy.device)).logits
+                per_sample_loss(logits, b).sum().backward()
+                model.zero_grad(set_to_none=True)
     else:
         kind, _, rank = mode.partition("-r")
         cfg = FeaturizerConfig(kind=kind, rank_in=int(rank or 32), rank_out=int(rank or 32),
-                               batch_tokens=args.batch_tokens, exact_batch=args.exact_batch,
+                               batch_tokens=batch_tokens, exact_batch=args.exact_batch,
                                threads=args.threads, device=args.device)
-        fz = make_featurizer(proxy, cfg)
-        t0 = time.perf_counter()
-        feats = fz.featurize(enc)
-        seconds = time.perf_counter() - t0
+        run = make_featurizer(proxy, cfg).featurize
+    t0 = time.perf_counter()
+    if warm:
+        run([enc[i] for i in warm])
+    warmup_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feats = run(enc)
+    seconds = time.perf_counter() - t0
+    if mode != "plain":
         np.save(Path(args.out) / f"features-{mode}.npy", feats)
-    return {"mode": mode, "n": len(rows), "tokens": tokens, "seconds": seconds,
-            "samples_per_s": len(rows) / seconds, "peak_rss_mb": peak_rss_mb()}
+    return {"mode": mode, "n": len(rows), "tokens": tokens, "batch_tokens": batch_tokens, "seconds": seconds,
+            "samples_per_s": len(rows) / seconds, "warmup_rows": len(warm), "warmup_seconds": warmup_seconds,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def warmup_rows(rows: list[dict], n: int) -> list[int]:
+    """The first n/3 rows of each set: the same warm-up for every mode."""
+    per = n // len(SETS)
+    return [i for s in SETS for i in [j for j, r in enumerate(rows) if r["set"] == s][:per]]
 
 
 def fidelity(out: Path, rows: list[dict], fast_mode: str) -> dict:
@@ -133,7 +151,8 @@ def main() -> None:
     ap.add_argument("--n-per-set", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--batch-tokens", type=int, default=None, help="default: the featurizer's (FeaturizerConfig)")
+    ap.add_argument("--warmup", type=int, default=24, help="untimed rows per mode first (0: none)")
     ap.add_argument("--exact-batch", type=int, default=16)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -149,8 +168,9 @@ def main() -> None:
     results = {}
     for mode in args.modes.split(","):
         cmd = [sys.executable, __file__, "--worker", mode, "--out", str(out), "--threads", str(args.threads),
-               "--device", args.device, "--batch-tokens", str(args.batch_tokens),
-               "--exact-batch", str(args.exact_batch)]
+               "--device", args.device, "--exact-batch", str(args.exact_batch), "--warmup", str(args.warmup)]
+        if args.batch_tokens:
+            cmd += ["--batch-tokens", str(args.batch_tokens)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
