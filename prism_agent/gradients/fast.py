@@ -119,11 +119,19 @@ class FastFeaturizer(Featurizer):
                          if lin.module is not self.head]  # the head is done by hand (fast_head)
         for m, off in self.norms:  # an instance attribute shadows the class's forward until close()
             m.forward = self._norm_forward(m, off)
+        rotary = getattr(self.decoder, "rotary_emb", None)
+        if rotary is not None and self.cdtype != torch.float32:
+            self._handles.append(rotary.register_forward_hook(self._rotary_in_compute_dtype))
         self._attn_before = model.config._attn_implementation
         if self._attn_before == "sdpa" and self.device.type == "cpu" and self.cdtype != torch.float32:
             model.set_attn_implementation(attention.register())
 
     # ------------------------------------------------------------------ hooks
+    def _rotary_in_compute_dtype(self, _mod, _inputs, output):
+        """cos and sin in the compute dtype: q and k leave their projections in it, and with fp32 tables the
+        rotation promoted them to fp32 (then cast back for attention), doubling its memory traffic."""
+        return tuple(t.to(self.cdtype) for t in output)
+
     def _linear_hook(self, lin: _Linear):
         r_in, r_out = self.config.rank_in, self.config.rank_out
         has_bias = lin.module.bias is not None
