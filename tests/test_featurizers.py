@@ -88,14 +88,19 @@ def test_exact_equals_direct_dense_projection(tiny_llama_dir, samples):
     np.testing.assert_allclose(feats, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
 
 
-def test_exact_same_features_whatever_batch_and_threads(tiny_llama_dir, samples):
+@pytest.mark.parametrize(("dtype", "tol"), [("float32", 1e-5), ("bfloat16", 2.0 ** -8)])
+def test_exact_same_features_whatever_batch_and_threads(tiny_llama_dir, samples, dtype, tol):
+    """The projection is a pure function of the seed; what varies with the thread count is the fp32 gradient's
+    summation order. A bf16 projection rounds each gradient entry to 8 bits, so a last-bit difference can flip
+    a rounding: rows then agree to bf16 precision (measured 4e-4), fp32 rows to 2e-6."""
     proxy = load_proxy(str(tiny_llama_dir), device="cpu")
     enc = _encode_all(proxy, samples)
     runs = []
     for batch, threads in ((1, 1), (4, 1), (3, 2)):
         torch.set_num_threads(threads)
-        fz = ExactFeaturizer(proxy, FeaturizerConfig(kind="exact", dim=64, exact_batch=batch))
+        fz = ExactFeaturizer(proxy, FeaturizerConfig(kind="exact", dim=64, exact_batch=batch, dtype=dtype))
         runs.append(fz.featurize(enc))
     torch.set_num_threads(1)
     for other in runs[1:]:
-        np.testing.assert_allclose(runs[0], other, rtol=1e-3, atol=1e-3 * np.abs(runs[0]).max())
+        err = np.linalg.norm(runs[0] - other, axis=1) / np.linalg.norm(runs[0], axis=1)
+        assert err.max() < tol, err
