@@ -36,6 +36,11 @@ from prism_agent.gradients.projection import RademacherProjector
 from prism_agent.gradients.proxy import Proxy
 from prism_agent.gradients.render import Encoded
 
+# Rows projected together by the final Rademacher projection: its signs are regenerated per call and a
+# GEMM with a few rows runs far below peak (measured 19.5 ms for 28 rows × 16384 × 1024, where 128 rows
+# take about 4× the work at GEMM speed). 128 rows of pre_dim = 251,200 floats (SmolLM2) hold 129 MB.
+PROJECT_ROWS = 128
+
 
 def _is_rmsnorm(m: nn.Module) -> bool:
     w = getattr(m, "weight", None)
@@ -208,10 +213,19 @@ class FastFeaturizer(Featurizer):
     def featurize(self, encoded: Sequence[Encoded]) -> np.ndarray:
         out = np.empty((len(encoded), self.dim), dtype=np.float32)
         lengths = [len(e) for e in encoded]
+        pending: list[tuple[list[int], torch.Tensor]] = []
+
+        def flush() -> None:
+            rows = torch.cat([pre for _, pre in pending])
+            out[[i for positions, _ in pending for i in positions]] = self.final.project(rows).cpu().numpy()
+            pending.clear()
+
         for positions in plan_batches(lengths, self.config.batch_tokens, self.config.max_batch):
-            batch = collate(encoded, positions, self.pad_id)
-            pre = self._batch_features(batch)
-            out[positions] = self.final.project(pre).cpu().numpy()
+            pending.append((positions, self._batch_features(collate(encoded, positions, self.pad_id))))
+            if sum(len(p) for p, _ in pending) >= PROJECT_ROWS:
+                flush()
+        if pending:
+            flush()
         return out
 
     def pre_projection(self, encoded: Sequence[Encoded]) -> np.ndarray:
