@@ -147,7 +147,8 @@ class FastFeaturizer(Featurizer):
                 return
             # Padding is masked on the input side only: a padded position's x̃ is 0, so its δ (0 anyway:
             # nothing real attends to it and it has no loss) cannot reach the block.
-            xt = (inputs[0].to(self.cdtype) @ lin.p_in).float() * ctx.mask
+            with torch.no_grad():  # x̃ is a constant of the backward hook: no graph for it
+                xt = (inputs[0].to(self.cdtype) @ lin.p_in).float() * ctx.mask
 
             def backward_hook(grad):
                 dt = (grad.to(self.cdtype) @ lin.p_out).float()
