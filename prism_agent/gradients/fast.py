@@ -5,14 +5,22 @@ P_outᵀ ⊗ P_inᵀ gives Σ_t (P_outᵀ δ_t)(P_inᵀ x_t)ᵀ, an r_out×r_in 
 (forward hook) and output gradient (tensor hook) without forming the full gradient. Why it is fast:
 - weights are frozen, so backward computes activation gradients only (no weight-gradient GEMMs);
 - the per-sample loss is a sum over samples, and samples never attend to each other, so one batched
-  backward yields every sample's own δ_t (padding is masked out and gets δ = 0);
-- logits are computed only at response positions (the LM head's δ is zero everywhere else).
+  backward yields every sample's own δ_t; batches are right-padded and run without a padding mask (the
+  causal mask alone keeps real positions from seeing padding), so attention uses its causal kernels;
+- the LM head is done by hand at response positions only (`fast_head`: the softmax gradient in row
+  chunks, never the loss value), RMSNorm by a function whose backward also yields each sample's weight
+  gradient (`fast_norm`), rotary tables in the compute dtype, and on CPU short batches run attention in
+  fp32, where PyTorch's bf16 backward is slower (`attention`);
+- the final projection takes 128 rows at a time.
+Each step was measured side by side; BENCHMARKS.md has the figures.
 
 Parameters outside linear layers are handled too: RMSNorm weights exactly (Σ_t δ_t ⊙ x̂_t, H values),
 linear biases (P_outᵀ Σ_t δ_t), and a tied embedding/LM-head matrix, whose gradient is the sum of the
 head's part and the embedding's scatter part Σ_t e_{id_t} g_tᵀ, projected with the head's own P_out and
 P_in so both parts land in one block. A model with any other parameter is refused (use `exact`).
 The concatenated blocks (norm-preserving in expectation) go through a final Rademacher projection to d.
+While a featurizer is open it changes its proxy (hooks, norm forwards, attention implementation);
+`close()` restores it.
 """
 
 from __future__ import annotations
