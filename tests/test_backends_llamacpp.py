@@ -86,3 +86,14 @@ def test_backends_check_bad_endpoints(tmp_path):
                    'api_key_env = "PRISM_NO_SUCH_KEY"\n')
     nokey = _cli("backends", "check", "--role", "judge", "--config", str(cfg), timeout=60)
     assert nokey.returncode == 2 and "PRISM_NO_SUCH_KEY" in nokey.stderr and nokey.stderr.count("\n") == 1
+
+
+def test_launcher_keeps_models_off_extra_buffer_types():
+    """Our launcher's one change to llama.cpp's server: models load without extra buffer types, the AMX
+    buffer among them (the server fixture above uses the launcher, so every test here runs through it).
+    Run in a child process because the change is process-wide."""
+    code = ("import llama_cpp.llama as m; before = m.llama_cpp.llama_model_default_params().use_extra_bufts; "
+            "from prism_agent.models.llamacpp_server import disable_extra_buffer_types as d; "
+            "print(before, d(), m.llama_cpp.llama_model_default_params().use_extra_bufts, d())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "False", "True"]

@@ -87,21 +87,35 @@ def test_constrained_choices_are_scored_and_seeded(local):
 
 
 def test_grouped_attention_matches_eager_on_a_padded_batch(local):
+    """Same arithmetic as eager attention: equal to float32 rounding in float32. In bf16 the decoding step
+    runs matmuls of other shapes (3 query rows per key/value head instead of 1), which on AMX CPUs round
+    differently (measured: up to 0.2 on logits of 18, 1.5 bf16 ulps), so there only the greedy token and
+    a few ulps are asked of it."""
     from prism_agent.generators import grouped_attention
     from prism_agent.generators.local_decode import prefill
 
     engine = local.engine
     prompts = [engine.encode(GenRequest.chat(Q)), engine.encode(GenRequest.chat(Q2))]  # different lengths
+    dtype = engine.model.dtype
     out = {}
     try:
-        for impl in ("eager", grouped_attention.register()):
-            engine.model.set_attn_implementation(impl)
-            with torch.inference_mode():
-                cache, logits, _, _ = prefill(engine.model, prompts, engine.pad_id, engine.device)
-                step = engine.model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache).logits
-            out[impl] = (logits.float(), step.float())
+        for dt in (torch.float32, dtype):
+            engine.model.to(dt)
+            for impl in ("eager", grouped_attention.register()):
+                engine.model.set_attn_implementation(impl)
+                with torch.inference_mode():
+                    cache, logits, _, _ = prefill(engine.model, prompts, engine.pad_id, engine.device)
+                    step = engine.model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache).logits
+                out[dt, impl] = (logits.float(), step.float())
     finally:
+        engine.model.to(dtype)  # bf16 -> fp32 -> bf16 is exact
         engine.model.set_attn_implementation(grouped_attention.NAME)
-    (a, a2), (b, b2) = out["eager"], out[grouped_attention.NAME]
-    assert torch.equal(a, b)  # prefill over left padding: bit for bit
-    assert torch.allclose(a2, b2, atol=1e-2)  # a decoding step (no mask passed: positions from the cache)
+    for dt in (torch.float32, dtype):
+        (a, a2), (b, b2) = out[dt, "eager"], out[dt, grouped_attention.NAME]
+        assert torch.equal(a, b)  # prefill over left padding: bit for bit
+        assert torch.equal(a2.argmax(-1), b2.argmax(-1))
+    a2, b2 = out[torch.float32, "eager"][1], out[torch.float32, grouped_attention.NAME][1]
+    assert torch.allclose(a2, b2, rtol=0, atol=1e-4 * a2.abs().max().item())  # a decoding step (no mask passed)
+    a2, b2 = out[dtype, "eager"][1], out[dtype, grouped_attention.NAME][1]
+    ulp = 2.0 ** -7 if dtype == torch.bfloat16 else 2.0 ** -10
+    assert (a2 - b2).abs().max() <= 4 * ulp * a2.abs().max()

@@ -64,9 +64,10 @@ def _start(cmd: list[str], port: int, model: str, log: Path, ready_s: float, env
 
 def start_llamacpp(gguf: Path, log: Path, alias: str = "smollm2", api_key: str | None = None) -> Server:
     """llama.cpp's server: one choice per call whatever n is, requests served one at a time. With `api_key`
-    every request must carry it (passed by environment, so it shows in no process listing)."""
+    every request must carry it (passed by environment, so it shows in no process listing). Started through
+    our launcher, which keeps it off the AMX weight buffer that crashes it on Sapphire Rapids."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+    cmd = [sys.executable, "-m", "prism_agent.models.llamacpp_server", "--model", str(gguf), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
            "--n_threads_batch", "1"]
     env = {"API_KEY": api_key} if api_key else None
