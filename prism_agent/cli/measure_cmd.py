@@ -16,6 +16,11 @@ from prism_agent.data.reader import Fields
 from prism_agent.errors import BadInputError
 
 
+def _default(field: str):
+    """The featurizer's own default, so the CLI cannot drift from FeaturizerConfig."""
+    return FeaturizerConfig.model_fields[field].default
+
+
 def measure(
     data: Annotated[list[Path], typer.Argument(help="JSONL, Parquet or Hugging Face datasets folder(s) with "
                                                "id/prompt/response rows, or built-in set names "
@@ -31,14 +36,14 @@ def measure(
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object per dataset")] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    dim: Annotated[int, typer.Option(help="feature dimension d")] = 1024,
-    seed: Annotated[int, typer.Option(help="projection seed")] = 0,
-    rank: Annotated[int, typer.Option(help="fast: projection rank per side of each layer")] = 32,
-    batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = 2048,
+    dim: Annotated[int, typer.Option(help="feature dimension d")] = _default("dim"),
+    seed: Annotated[int, typer.Option(help="projection seed")] = _default("seed"),
+    rank: Annotated[int, typer.Option(help="fast: projection rank per side of each layer")] = _default("rank_in"),
+    batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = _default("batch_tokens"),
     exact_batch: Annotated[int, typer.Option(help="exact: gradients projected together (memory: "
-                                             "≈0.27 GB each for a 135M proxy)")] = 16,
+                                             "≈0.27 GB each for a 135M proxy)")] = _default("exact_batch"),
     dtype: Annotated[str, typer.Option(help="fast: autocast dtype; exact: projection dtype "
-                                       "(bfloat16 | float32)")] = "bfloat16",
+                                       "(bfloat16 | float32)")] = _default("dtype"),
     max_tokens: Annotated[int | None, typer.Option(help="token cap per sample: longer responses are "
                                                    "truncated, prompts that leave no room are skipped; "
                                                    "both counted [default: proxy context]")] = None,
