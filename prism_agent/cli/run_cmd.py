@@ -78,7 +78,8 @@ def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
 
     from prism_agent.ui.dashboard import Dashboard
 
-    dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {})
+    dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {},
+                     compute=ctx.compute.short())
     with Live(dash, console=out, refresh_per_second=2, transient=False) as live, _say_through(stop, live.console):
         for update in updates:
             node, data = next(iter(update.items()))
@@ -130,6 +131,10 @@ def run(
     allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
                                              help="old name of --force-config"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
+    dtype: str | None = typer.Option(None, "--dtype", help="compute dtype of the featurizer and the embedded "
+                                     "backends: auto (bfloat16 where the hardware runs it natively: CUDA with "
+                                     "bf16, CPUs with AMX or AVX512-BF16; else float32) | bfloat16 | float32. "
+                                     "[default: auto; an existing run keeps its featurizer's]"),
 ) -> None:
     """Grow a gradient-diverse dataset: measure → cluster → few-shot from sparse clusters → generate → vote →
     reject by nearest centroid → decontaminate → commit, until --target samples are accepted.
@@ -139,6 +144,8 @@ def run(
     from prism_agent.config.backends import parse_roles, read_toml
     from prism_agent.config.run import build_run_config
     from prism_agent.loop.context import RunContext
+    from prism_agent.run.dtypes import pin_dtypes, with_dtype
+    from prism_agent.run.paths import RunPaths
 
     roles = dict(read_toml(config).get("roles", {})) if config else {}
     for role, spec in (("generator", generator), ("solver", solver), ("judge", judge)):
@@ -153,6 +160,9 @@ def run(
     cfg = build_run_config(config, overrides)
     if roles:
         cfg = cfg.model_copy(update={"roles": parse_roles(roles)})
+    if dtype is not None:
+        cfg = with_dtype(cfg, dtype)
+    cfg, compute = pin_dtypes(RunPaths(root), cfg)  # before preflight: it compares cfg with the manifest
     from prism_agent.tasks.registry import get_task
 
     checked = get_task(cfg.task)  # unknown tasks and broken user templates fail before anything is written
@@ -164,6 +174,9 @@ def run(
         ctx = RunContext.open(root, cfg, allow_config_change=force_config or allow_config_change)
         err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
                   markup=False, soft_wrap=True)
+        for line in (compute.header(), *compute.notes):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        ctx.compute = compute  # the header's reasons ("auto: …"), not the re-pinned config's
         _loop(ctx, root, resume, plain)
 
 

@@ -23,9 +23,11 @@ _LOCK = threading.Lock()
 
 class RunContext:
     def __init__(self, root: Path, cfg: RunConfig, *, allow_config_change: bool = False):
+        from prism_agent.run.dtypes import pin_dtypes
+
         self.paths = RunPaths(Path(root))
-        self.cfg = cfg
-        self.manifest: Manifest = open_manifest(self.paths, cfg, allow_config_change=allow_config_change)
+        self.cfg, self.compute = pin_dtypes(self.paths, cfg)  # "auto" decided once; a resumed run keeps its own
+        self.manifest: Manifest = open_manifest(self.paths, self.cfg, allow_config_change=allow_config_change)
         self.pool = Pool(self.paths)
         self.events = EventLog(self.paths.events)
 
