@@ -14,12 +14,13 @@ import time
 
 import pytest
 
+from tests.support.limits import hang_limit
 from tests.support.tiny import benchmark_head
 
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args, env=None, timeout=1500):
+def _cli(*args, env=None, timeout=hang_limit(1500)):
     return subprocess.run([sys.executable, "-m", "prism_agent.cli.app", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -50,7 +51,7 @@ def test_kill_resume_extend_refuse_export(setup):
     args = ["run", "--task", "nli", "--target", "2", "--config", str(cfg), "--run-dir", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "prism_agent.cli.app", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + hang_limit(900)
     while time.monotonic() < deadline and proc.poll() is None:
         if any(e["kind"] == "vote" for e in _events(run_dir)):
             break
