@@ -63,6 +63,11 @@ def test_kill_resume_extend_refuse_export(setup):
     resumed = _cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming at" in resumed.stderr
+    from prism_agent.models.dtype import resolve_dtype
+
+    kept = json.loads((run_dir / "manifest.json").read_text())["config"]["featurizer"]["dtype"]
+    assert kept == resolve_dtype("auto", "cpu").name  # a new run records what `auto` resolved to here
+    assert f"compute: featurizer {kept} (kept from the run's start" in resumed.stderr
     status = json.loads(_cli("status", str(run_dir), "--json").stdout)
     assert status["complete"] and status["accepted"] == 2 and status["target"] == 2
     gen_events = [e["round"] for e in _events(run_dir) if e["kind"] == "generate"]

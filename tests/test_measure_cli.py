@@ -39,6 +39,18 @@ def test_json_output_and_truncation(tmp_path, tiny_llama_dir):
     assert {"path", "n", "g_vendi", "embedding_vendi", "seconds"} <= row.keys()
     assert row["n"] == 12 and row["truncated"] == 3 and row["embedding_vendi"] is None
     assert 1.0 <= row["g_vendi"] <= 12
+    from prism_agent.models.dtype import resolve_dtype
+
+    auto = resolve_dtype("auto", "cpu")  # what the CLI must have chosen on this machine, and said why
+    assert (row["dtype"], row["dtype_reason"]) == (auto.name, auto.reason)
+    forced = _cli("measure", data, "--proxy", tiny_llama_dir, "--json", "--max-tokens", "64", "--dim", "32",
+                  "--features-dir", tmp_path / "f32", env={"PRISM_AGENT_NATIVE_BF16": "0"})
+    assert forced.returncode == 0, forced.stderr
+    row32 = json.loads(forced.stdout.strip().splitlines()[-1])
+    assert row32["dtype"] == "float32" and "PRISM_AGENT_NATIVE_BF16=0" in row32["dtype_reason"]
+    plain = _cli("measure", data, "--proxy", tiny_llama_dir, "--max-tokens", "64", "--dim", "32",
+                 "--features-dir", tmp_path / "f32", env={"PRISM_AGENT_NATIVE_BF16": "0"})
+    assert "float32 (auto: PRISM_AGENT_NATIVE_BF16=0" in plain.stdout, plain.stdout
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "malformed", "proxy", "featurizer"])
