@@ -31,8 +31,14 @@ def test_inprocess_engine_honours_n_and_seeds(smollm2_dir):
     assert len(texts) == 3 and sampled["native_choices"] == 3 and len(set(texts)) > 1
     assert out["again"] == texts  # same seed: same samples
     assert out["other"] != texts
-    assert all(c["completion_tokens"] == 16 and c["finish_reason"] == "length" for c in sampled["completions"])
-    assert sampled["usage"]["completion_tokens"] == 48 and sampled["usage"]["prompt_tokens"] > 5
+    # the cap is honoured: a completion runs to exactly 16 tokens ("length") or ends on its own before it
+    # ("stop"); which of them stop early depends on the sampled tokens, and so on the compute dtype
+    comps = sampled["completions"]
+    assert all((c["completion_tokens"] == 16 and c["finish_reason"] == "length")
+               or (0 < c["completion_tokens"] < 16 and c["finish_reason"] == "stop") for c in comps), comps
+    assert any(c["finish_reason"] == "length" for c in comps)
+    assert sampled["usage"]["completion_tokens"] == sum(c["completion_tokens"] for c in comps)
+    assert sampled["usage"]["prompt_tokens"] > 5
     assert len(greedy["completions"]) == 2 and greedy["completions"][0]["text"] == greedy["completions"][1]["text"]
     assert "sea" not in stopped["completions"][0]["text"]
     assert len(chosen["completions"]) == 4

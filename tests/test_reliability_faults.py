@@ -49,6 +49,8 @@ TINY = ("seed_sample = 16\nper_round = 8\npatience = 30\n"
         # accept 2; this test is about endpoints, so one parsed label accepts
         "[vote]\nn = 2\ntau = 1\n")
 
+# the header's second line: the featurizer's dtype and why (the roles here are endpoints: no dtype of theirs)
+COMPUTE = re.compile(r"compute: featurizer (bfloat16|float32) \(auto: .+\)")
 PLAIN = [re.compile(p) for p in (
     r"pool ready: \d+ rows, \d+/\d+ accepted(; solver not calibrated: the solver \(openai\) samples choices "
     r"and returns no scores)?",
@@ -133,8 +135,9 @@ def test_full_run_completes_through_endpoint_faults(llamacpp_server, tmp_path):
     broken = [line for line in lines if not any(p.fullmatch(line) for p in PLAIN)]
     assert lines and not broken, broken
     assert lines[-2:-1] == ["stopped: target reached"]
-    assert run.stderr.strip().splitlines() == [
-        f"run {info['run_id']} in {run_dir}: task nli, target {TARGET}"], run.stderr
+    head, compute = run.stderr.strip().splitlines()
+    assert head == f"run {info['run_id']} in {run_dir}: task nli, target {TARGET}", run.stderr
+    assert COMPUTE.fullmatch(compute), compute
 
     # the plain `status`: one line with the retries and their reasons
     status = _cli("status", run_dir)
@@ -166,10 +169,12 @@ def test_calls_failing_past_their_retries_end_the_run_loudly(llamacpp_server, tm
     failed = 8 - len(logged)
     assert run.returncode == 2 and 0 < failed < 8, run.stderr[-3000:]
     info = json.loads(_cli("status", run_dir, "--json").stdout)
-    assert run.stderr.strip().splitlines() == [  # the finished requests were logged before the error surfaced
-        f"run {info['run_id']} in {run_dir}: task nli, target {TARGET}",
+    head, compute, error = run.stderr.strip().splitlines()
+    assert head == f"run {info['run_id']} in {run_dir}: task nli, target {TARGET}", run.stderr
+    assert COMPUTE.fullmatch(compute), compute
+    assert error == (  # the finished requests were logged before the error surfaced
         f"error: {injector.base_url}: 500 server error after {retries + 1} attempt(s) ({failed} of 8 requests "
-        "failed)"], run.stderr
+        "failed)"), run.stderr
     assert all(len(r["completions"]) == 2 for r in logged)
     assert injector.counts["500"] == failed * (retries + 1)  # the budget, no more
     # each failing call: `retries` retries, then it failed for good; status counts both
