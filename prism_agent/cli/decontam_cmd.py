@@ -18,7 +18,7 @@ from rich.table import Table
 
 from prism_agent.cli.console import err, out, progress_bar, step_reporter
 from prism_agent.data.reader import Fields
-from prism_agent.errors import BadInputError
+from prism_agent.errors import BadInputError, one_line
 
 
 def _resolve_data(data: str, task: str) -> tuple[Path, str]:
@@ -46,9 +46,7 @@ def _decontam_config(config: Path | None, overrides: dict):
     try:
         return DecontamConfig(**{**table, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
-        e = exc.errors()[0]
-        where = str(e["loc"][0]) if e["loc"] else "decontam"
-        raise BadInputError(f"decontam setting {where}: {e['msg']}") from None
+        raise BadInputError(f"decontam setting {one_line(exc, root='decontam')}") from None
     except TypeError as exc:
         raise BadInputError(f"decontam settings: {exc}") from None
 
