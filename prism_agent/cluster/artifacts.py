@@ -92,9 +92,7 @@ def save_round(root: str | Path, index: int, result: ClusterRound, *, fingerprin
         },
         "inertia": result.inertia,
     }
-    fsync_dir(path)
     write_atomic(marker, lambda fh: fh.write(json.dumps(record, indent=2).encode("utf-8")))
-    fsync_dir(path)
     return path
 
 

