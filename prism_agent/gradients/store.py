@@ -25,6 +25,7 @@ import numpy as np
 
 from prism_agent.atomic import fsync_dir, write_atomic
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import read_jsonl
 
 MANIFEST = "manifest.json"
 
@@ -41,8 +42,7 @@ class Shard:
         return np.load(self.array_path, mmap_mode="r")
 
     def ids(self) -> list[str]:
-        with self.ids_path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return list(read_jsonl(self.ids_path, "strict"))
 
     def info(self) -> dict[str, Any]:
         """What the writer recorded with the shard (e.g. rows consumed, rows skipped)."""
