@@ -21,11 +21,12 @@ import torch
 from prism_agent.config.backends import LocalBackendConfig
 from prism_agent.generators import grouped_attention
 from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
-from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows, row_seed
+from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.models.dtype import backend_dtype
+from prism_agent.seeds import row_seed
 
-__all__ = ["LocalGenerator", "row_seed"]
+__all__ = ["LocalGenerator"]
 
 
 @contextmanager

@@ -19,9 +19,9 @@ from prism_agent.config.backends import OpenAIBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
 from prism_agent.generators.base import GenerationError, Generator, refuse_choice_bias, render_chat
-from prism_agent.generators.local import row_seed
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
+from prism_agent.seeds import row_seed
 
 _FINISH = {"length": "length"}  # everything else (stop, eos, content_filter, None) ends the text normally
 
