@@ -14,13 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 MAX_ANSWER_CHARS = 300  # paper: longer boxed answers are rarely one final answer, and slow to compare
 TiePolicy = Literal["first", "reject"]
 
-# Paper defaults (METHOD §2 step 6); the NLI sampling settings are not stated there, so they mirror math's.
-_DEFAULTS: dict[str, dict] = {
-    "math": {"n": 3, "tau": 2, "max_tokens": 2048},
-    "nli": {"n": 2, "tau": 2, "max_tokens": 32},
-}
-
-
 CALIBRATION_ROWS = 256  # seed rows a calibration is fitted on, unless `calibration_rows` says otherwise
 
 
@@ -55,14 +48,16 @@ class VoteConfig(BaseModel):
 
     @classmethod
     def for_task(cls, task: str, **overrides) -> VoteConfig:
-        """The paper's defaults for `task`, with any field overridden (None values are ignored)."""
-        name, base = (task, dict(_DEFAULTS[task])) if task in _DEFAULTS else _plugin_defaults(task)
+        """The task's defaults (`Task.vote_defaults`: the paper's for math and nli), with any field overridden
+        (None values are ignored)."""
+        name, base = _task_defaults(task)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(task=name, **base)
 
 
-def _plugin_defaults(spec: str) -> tuple[str, dict]:
-    """A plug-in task's name and voting defaults (`Task.vote_defaults`); none for a spec that is no task."""
+def _task_defaults(spec: str) -> tuple[str, dict]:
+    """A task's name and voting defaults (`Task.vote_defaults`, their one home); none for a spec that is no
+    task, so that validation names the missing settings."""
     from prism_agent.errors import PrismError
     from prism_agent.tasks.registry import get_task
 
