@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,7 +32,8 @@ def staged(path: Path) -> Iterator[BinaryIO]:
         fh.close()
         os.replace(tmp, path)
     except BaseException:
-        fh.close()
+        with suppress(OSError):  # closing flushes the buffer again, which fails again on a full disk
+            fh.close()
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)

@@ -23,17 +23,14 @@ from prism_agent.errors import BadInputError, one_line
 
 def _resolve_data(data: str, task: str) -> tuple[Path, str]:
     """A path, or a built-in set name (pulled on first use). Returns (path, default output stem)."""
-    from prism_agent.data.pull import ensure
-    from prism_agent.data.registry import DATASETS
+    from prism_agent.data.pull import resolve_data
+    from prism_agent.data.registry import builtin
 
-    path = Path(data)
-    if path.exists() or data not in DATASETS:
+    if builtin(data) is None:
+        path = Path(data)
         return path, str(path.with_name(path.name.rsplit(".", 1)[0] if "." in path.name else path.name))
-    ds = DATASETS[data]
-    if ds.task != task:
-        raise BadInputError(f"{data} is a {ds.task} set; this is a --task {task} run")
     with step_reporter(data) as step:
-        return ensure(data, step=step), data
+        return resolve_data(data, task=task, step=step), data
 
 
 def _decontam_config(config: Path | None, overrides: dict):

@@ -21,7 +21,7 @@ SEED_HINT = "fix those rows or remove them from the seed file"
 
 
 def _resolve(name: str) -> Path:
-    from prism_agent.measure import resolve_data
+    from prism_agent.data.pull import resolve_data
 
     path = resolve_data(name)
     if not path.exists():

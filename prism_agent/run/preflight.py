@@ -44,13 +44,13 @@ def _check_writable(root: Path) -> None:
 def check_seeds(paths: RunPaths, cfg: RunConfig, task_seeds: tuple[str, ...]) -> None:
     """Every seed file exists and every row is usable, before the run starts. Skipped once the run has drawn
     its seeds (they live in the run directory from then on). Built-in sets are verified when pulled."""
-    from prism_agent.data.registry import DATASETS
+    from prism_agent.data.registry import builtin
     from prism_agent.run.pool import SEEDS, count_rows
 
     if (paths.pool / SEEDS).is_file():
         return
     for name in cfg.seeds or task_seeds:
-        if name in DATASETS and not Path(name).exists():
+        if builtin(name) is not None:
             continue
         count_rows([name])  # a missing, empty or malformed file raises with its row numbers
 
