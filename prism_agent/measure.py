@@ -23,9 +23,10 @@ from prism_agent.data.pull import resolve_data
 from prism_agent.data.reader import Fields, iter_samples, scan
 from prism_agent.diversity.vendi import VendiResult, vendi
 from prism_agent.gradients.base import make_featurizer, resolve_featurizer
-from prism_agent.gradients.proxy import Proxy, context_length, load_proxy, resolve_proxy_path
+from prism_agent.gradients.proxy import Proxy, load_proxy, resolve_proxy_path
 from prism_agent.gradients.render import encode
 from prism_agent.gradients.store import FeatureStore
+from prism_agent.models.load import context_length
 from prism_agent.models.pull import Step
 from prism_agent.paths import features_dir
 

@@ -147,12 +147,9 @@ class OpenAIGenerator(Generator):
                     "completions mode got chat messages: set `tokenizer` (a pinned name or HF folder whose chat "
                     "template renders them) or use mode = \"chat\""
                 )
-            from transformers import AutoTokenizer
+            from prism_agent.models.load import load_tokenizer
 
-            from prism_agent.gradients.proxy import resolve_proxy_path
-
-            folder, gguf, _ = resolve_proxy_path(self.cfg.tokenizer)
-            self._template = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+            self._template = load_tokenizer(self.cfg.tokenizer, "tokenizer")
         return render_chat(self._template, request)
 
     async def _create(self, request: GenRequest, n: int, seed: int | None) -> tuple[list[Completion], Usage]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from prism_agent.config.backends import ROLES, OpenAIBackendConfig
 from prism_agent.config.run import RunConfig
-from prism_agent.errors import BadInputError, ModelNotFoundError
+from prism_agent.errors import BadInputError
 from prism_agent.run.manifest import check_resume
 from prism_agent.run.paths import RunPaths
 
@@ -57,30 +57,14 @@ def check_seeds(paths: RunPaths, cfg: RunConfig, task_seeds: tuple[str, ...]) ->
 
 def check_models(cfg: RunConfig) -> None:
     """The proxy and every local/vllm role's model exist (a pinned name, or a folder or .gguf file)."""
+    from prism_agent.models.load import check_spec
     from prism_agent.models.registry import DEFAULT_PROXY
 
-    _check_model(cfg.proxy or DEFAULT_PROXY, "proxy", gguf_ok=True)
+    check_spec(cfg.proxy or DEFAULT_PROXY, "proxy", gguf_ok=True)
     for role in ROLES:
         backend = cfg.roles.of(role)
         if backend.backend in ("local", "vllm"):
-            _check_model(backend.model, f"roles.{role}.model", gguf_ok=backend.backend == "local")
-
-
-def _check_model(spec: str, what: str, *, gguf_ok: bool) -> None:
-    from prism_agent.models.registry import PINNED
-
-    if spec in PINNED:
-        return  # pulled (and verified) on first use
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelNotFoundError(f"{what} {spec!r}: no such file or folder, and not a pinned model name "
-                                 "(see `prism-agent models list`)")
-    if path.is_file():
-        if not (gguf_ok and path.suffix.lower() == ".gguf"):
-            kind = "a Hugging Face folder or a .gguf file" if gguf_ok else "a Hugging Face folder"
-            raise ModelNotFoundError(f"{what} {spec}: expected {kind}")
-    elif not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"{what} {spec}: folder has no config.json (not a Hugging Face model folder)")
+            check_spec(backend.model, f"roles.{role}.model", gguf_ok=backend.backend == "local")
 
 
 def check_endpoints(cfg: RunConfig, timeout_s: float = ENDPOINT_TIMEOUT_S) -> None:
