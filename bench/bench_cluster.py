@@ -1,4 +1,4 @@
-"""Benchmark gradient-space clustering (issue 4): fit, pool assignment, candidate assignment, sklearn.
+"""Benchmark gradient-space clustering (BENCHMARKS.md): fit, pool assignment, candidate assignment, sklearn.
 
 Run by hand, e.g. (1 thread, as recorded in BENCHMARKS.md)::
 

@@ -1,4 +1,4 @@
-"""Benchmark decontamination (issue 5): stage-1 throughput, recall on planted benchmark items, false drops
+"""Benchmark decontamination (BENCHMARKS.md): stage-1 throughput, recall on planted benchmark items, false drops
 on clean seed data, and what stage 2 costs.
 
 Run by hand, e.g. (as recorded in BENCHMARKS.md; stage 1 is single-threaded Python, pinned to one core)::

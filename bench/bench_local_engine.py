@@ -1,4 +1,4 @@
-"""The embedded backend's decoding loop against transformers' `generate` (issue 6), side by side in one
+"""The embedded backend's decoding loop against transformers' `generate` (BENCHMARKS.md), side by side in one
 process on the same requests: 16 NLI generator requests (5 random seed rows each, 2 completions, T 1.0,
 top_p 0.95, the task's stops and token cap) and 48 NLI solver requests scored over the three labels.
 

@@ -1,5 +1,5 @@
 """Does the embedded solver's NLI label bias come off with per-label offsets fitted on labelled seeds?
-(issue 6: with the raw 135M solver almost every candidate is labelled "neutral", and the gradient clusters
+(BENCHMARKS.md: with the raw 135M solver almost every candidate is labelled "neutral", and the gradient clusters
 of an NLI pool are pure by label, so those candidates land in the big neutral clusters and are rejected.)
 
     python bench/solver_calibration.py --fit 150 --test 600

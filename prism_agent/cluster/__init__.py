@@ -1,4 +1,4 @@
-"""Gradient-space clustering for Prismatic Synthesis (METHOD §2, steps 3–5 and 7).
+"""Gradient-space clustering for Prismatic Synthesis (README, "Gradient clusters").
 
 Spherical k-means of the pool's features (faiss, trained on a bounded sample, every row assigned),
 the sparse set of under-populated clusters, few-shot picking from them, and the nearest-centroid

@@ -1,8 +1,8 @@
 """Nearest-centroid assignment by cosine, streamed in blocks, and the accept/reject rule for candidates.
 
 The same routine assigns the whole pool after fitting (1.5M rows read block by block from the store's
-memmaps, one normalised block in RAM at a time) and the few hundred new candidates of a round (METHOD
-§2.7: keep a candidate only if its nearest pool centroid is a sparse cluster). Candidates are never
+memmaps, one normalised block in RAM at a time) and the few hundred new candidates of a round (the
+Prismatic rule: keep a candidate only if its nearest pool centroid is a sparse cluster). Candidates are never
 added to this round's clustering; the pool is re-clustered next round.
 """
 

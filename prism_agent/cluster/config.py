@@ -44,7 +44,7 @@ class ClusterConfig(BaseModel):
     train_points_per_centroid: int = Field(64, ge=1)
     train_sample_max: int = Field(1_000_000, ge=1)
 
-    # -- sparse set (METHOD §2.4)
+    # -- sparse set
     sparse_ratio: float = Field(0.5, gt=0.0, lt=1.0)
 
     # -- execution
@@ -52,7 +52,7 @@ class ClusterConfig(BaseModel):
     threads: int | None = Field(None, ge=1)  # None: faiss/OpenMP default
     device: Device = "auto"  # faiss GPU when this faiss build has one and a GPU is visible
 
-    # -- few-shot picking (METHOD §2.5)
+    # -- few-shot picking
     fewshot_shots: int = Field(5, ge=1)
     fewshot_mode: FewShotMode = "smallest"
     fewshot_smallest_fraction: float = Field(0.10, gt=0.0, le=1.0)

@@ -1,4 +1,4 @@
-"""Which pool samples become the few-shot examples of one generation prompt (METHOD §2.5).
+"""Which pool samples become the few-shot examples of one generation prompt (README, "Gradient clusters").
 
 Modes:
 - "smallest" (default, the released helper): a random cluster among the smallest `smallest_fraction`

@@ -46,7 +46,7 @@ def parse_target(text: str | int) -> int:
 
 
 class GeneratorSampling(BaseModel):
-    """The generator role's request shape (METHOD §2 step 5: temperature 1.0, top_p 0.95, 2 per request).
+    """The generator role's request shape (the paper's: temperature 1.0, top_p 0.95, 2 per request).
 
     Each request asks for `num_new` completions of one new sample each (the paper asks for 2 blocks in one
     completion): every completion then has its own seed and ends at the sample's closing tag, and a small

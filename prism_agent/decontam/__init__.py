@@ -1,4 +1,4 @@
-"""Two-stage decontamination against evaluation benchmarks (METHOD §2 step 8): word 10-gram overlap
+"""Two-stage decontamination against evaluation benchmarks (README, "Quality gates"): word 10-gram overlap
 through a MinHash LSH index confirmed exactly, then the nearest benchmark item by sentence embedding
 checked by the judge role. Every drop is written to an audit file.
 

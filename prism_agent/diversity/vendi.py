@@ -2,7 +2,7 @@
 
 With rows ĝᵢ normalised to unit length, C = (1/n) Σ ĝᵢ ĝᵢᵀ has trace 1 and shares its non-zero eigenvalues
 with the n×n cosine-kernel matrix K/n, so VS = exp(−Σ λ log λ) is the Vendi score of the cosine kernel
-(METHOD §1 steps 5–7) at O(d²) memory whatever n is. q-orders: VS_q = (Σ λ^q)^(1/(1−q)), q = ∞ → 1/λ_max.
+(README, "Measuring diversity") at O(d²) memory whatever n is. q-orders: VS_q = (Σ λ^q)^(1/(1−q)), q = ∞ → 1/λ_max.
 """
 
 from __future__ import annotations
