@@ -21,9 +21,6 @@ class VendiResult:
     q2: float
     qinf: float
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "q1": self.q1, "q2": self.q2, "qinf": self.qinf}
-
 
 class CovarianceAccumulator:
     """Streaming Σ ĝ ĝᵀ in float64; feed row blocks of any size, in any number of calls."""

@@ -128,11 +128,6 @@ class FeatureStore:
             out.extend(shard.ids())
         return out
 
-    def iter_shards(self) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Yield (ids, memmapped rows) per shard, in order."""
-        for shard in self._shards:
-            yield shard.ids(), shard.features()
-
     def iter_blocks(self, rows: int = 65536) -> Iterator[np.ndarray]:
         """Yield consecutive row blocks of at most `rows` rows (memmap slices), without ids."""
         for shard in self._shards:
