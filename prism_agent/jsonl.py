@@ -15,6 +15,11 @@ The data reader decides row by row (`--skip-bad`), so it reads `numbered()`. The
 (`SampleLog` cutting bytes past its last commit, `EventLog` cutting a torn tail before appending) needs byte
 offsets rather than rows and keeps its own code; `SampleLog` also reads its rows only up to the committed
 byte count, which no line rule can express.
+
+Not the `jsonlines` library: its reader either stops at the first invalid line or skips it silently, so it
+can give neither `numbered()`'s per-line verdicts (the data reader reports every bad row number) nor the
+log policies, which turn on whether the last line has its newline; and writing is one `json.dumps` per
+row inside `atomic.staged`, which it would not shorten.
 """
 
 from __future__ import annotations
