@@ -20,10 +20,10 @@ import torch
 
 from bench.bench_generation import requests
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.generators import grouped_attention
 from prism_agent.generators.local import LocalGenerator
 from prism_agent.generators.local_decode import Row
-from prism_agent.quality.config import VoteConfig
 from prism_agent.quality.solve import solve_requests
 from prism_agent.run.pool import Pool, sample_seeds
 from prism_agent.seeds import row_seed

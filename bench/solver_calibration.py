@@ -18,10 +18,10 @@ import json
 import torch
 
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.data.pull import ensure
 from prism_agent.generators.local import LocalGenerator
 from prism_agent.quality.calibration import fit_offsets
-from prism_agent.quality.config import VoteConfig
 from prism_agent.quality.solve import solve_requests
 from prism_agent.run.pool import Pool, sample_seeds
 from prism_agent.tasks.registry import get_task

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kchoice import choose_k
 from prism_agent.cluster.sparse import sparse_clusters, threshold_position
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.errors import BadInputError
 
 # ------------------------------------------------------------------ the sparse rule

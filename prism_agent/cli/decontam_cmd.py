@@ -35,7 +35,7 @@ def _resolve_data(data: str, task: str) -> tuple[Path, str]:
 
 def _decontam_config(config: Path | None, overrides: dict):
     from prism_agent.config.backends import read_toml
-    from prism_agent.decontam.config import DecontamConfig
+    from prism_agent.config.decontam import DecontamConfig
 
     table = read_toml(config).get("decontam", {}) if config else {}
     if not isinstance(table, dict):

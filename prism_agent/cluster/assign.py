@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from prism_agent.cluster.backend import faiss_threads, inner_product_index, use_gpu
-from prism_agent.cluster.config import Device
 from prism_agent.cluster.rows import Rows, as_rows, normalized
+from prism_agent.config.cluster import Device
 from prism_agent.errors import BadInputError
 
 

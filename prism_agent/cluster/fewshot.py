@@ -25,9 +25,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from prism_agent.cluster.config import FewShotMode
 from prism_agent.cluster.members import ClusterMembers
 from prism_agent.cluster.sparse import SparseSet
+from prism_agent.config.cluster import FewShotMode
 
 
 @dataclass(frozen=True)

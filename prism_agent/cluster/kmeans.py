@@ -23,9 +23,9 @@ import faiss
 import numpy as np
 
 from prism_agent.cluster.backend import faiss_threads, torch_cuda_device, use_gpu
-from prism_agent.cluster.config import ClusterConfig, InitMethod
 from prism_agent.cluster.rows import Rows, normalized
 from prism_agent.cluster.seeding import greedy_kmeanspp
+from prism_agent.config.cluster import ClusterConfig, InitMethod
 from prism_agent.errors import BadInputError
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prism_agent.cluster.config import InitMethod
 from prism_agent.cluster.rows import normalized
+from prism_agent.config.cluster import InitMethod
 
 
 @dataclass(frozen=True)

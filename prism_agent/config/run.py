@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.config.backends import RolesConfig, parse_roles, read_toml
+from prism_agent.config.cluster import ClusterConfig
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
-from prism_agent.decontam.config import DecontamConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.errors import BadInputError, one_line
-from prism_agent.quality.config import VoteConfig
 
 _TARGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 

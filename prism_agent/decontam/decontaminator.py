@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.data.reader import Sample
 from prism_agent.decontam.audit import AuditRecord
 from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.judge import judge_request, parse_verdict
 from prism_agent.decontam.ngram_index import NgramIndex
 from prism_agent.decontam.retrieval import EmbeddingIndex

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from prism_agent.decontam.config import DecontamConfig
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.generators import GenRequest
 from prism_agent.seeds import derive_seed
 from prism_agent.tasks.base import Task

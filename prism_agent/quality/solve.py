@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prism_agent.config.vote import VoteConfig
 from prism_agent.data.reader import Sample
 from prism_agent.generators import Generator, GenRequest
-from prism_agent.quality.config import VoteConfig
 from prism_agent.quality.vote import VoteRecord, vote
 from prism_agent.seeds import derive_seed
 from prism_agent.tasks.base import Task
