@@ -1,4 +1,4 @@
-"""Orchestration efficiency of the generator backends (issue 3 benchmark).
+"""Orchestration efficiency of the generator backends (BENCHMARKS.md, "Generator backends").
 
 A. `openai` backend vs a bare `openai` client loop (asyncio + semaphore) at the same concurrency, against
    the same vLLM OpenAI server on 127.0.0.1: completion tokens/s.

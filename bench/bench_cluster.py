@@ -1,4 +1,4 @@
-"""Benchmark gradient-space clustering (issue 4): fit, pool assignment, candidate assignment, sklearn.
+"""Benchmark gradient-space clustering (BENCHMARKS.md): fit, pool assignment, candidate assignment, sklearn.
 
 Run by hand, e.g. (1 thread, as recorded in BENCHMARKS.md)::
 
@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from prism_agent.cluster.assign import assign_nearest
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kchoice import choose_k
 from prism_agent.cluster.round import build_round
 from prism_agent.cluster.rows import StoreRows, normalized
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.gradients.store import FeatureStore
 
 BLOCK = 50_000

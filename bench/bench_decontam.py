@@ -1,4 +1,4 @@
-"""Benchmark decontamination (issue 5): stage-1 throughput, recall on planted benchmark items, false drops
+"""Benchmark decontamination (BENCHMARKS.md): stage-1 throughput, recall on planted benchmark items, false drops
 on clean seed data, and what stage 2 costs.
 
 Run by hand, e.g. (as recorded in BENCHMARKS.md; stage 1 is single-threaded Python, pinned to one core)::
@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.data.pull import ensure
 from prism_agent.data.reader import Sample
 from prism_agent.decontam.benchmarks import load_all
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.decontaminator import Decontaminator
 from prism_agent.decontam.ngram_index import NgramIndex
 from prism_agent.tasks import get_task

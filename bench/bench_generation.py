@@ -1,4 +1,4 @@
-"""Generator request shapes with the embedded model (issue 6): the paper's shape (one completion asked for
+"""Generator request shapes with the embedded model (BENCHMARKS.md): the paper's shape (one completion asked for
 `num_new` = 2 samples in tag blocks) against prism-agent's (2 completions of one sample each, the answer
 started with the task's opening tag, stopped at the closing tag or the start of a second sample). The same
 few-shot prompts (5 random seed rows each), the same sampling (T 1.0, top_p 0.95), run side by side.

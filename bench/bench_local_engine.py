@@ -1,4 +1,4 @@
-"""The embedded backend's decoding loop against transformers' `generate` (issue 6), side by side in one
+"""The embedded backend's decoding loop against transformers' `generate` (BENCHMARKS.md), side by side in one
 process on the same requests: 16 NLI generator requests (5 random seed rows each, 2 completions, T 1.0,
 top_p 0.95, the task's stops and token cap) and 48 NLI solver requests scored over the three labels.
 
@@ -20,12 +20,13 @@ import torch
 
 from bench.bench_generation import requests
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.generators import grouped_attention
 from prism_agent.generators.local import LocalGenerator
-from prism_agent.generators.local_decode import Row, row_seed
-from prism_agent.quality.config import VoteConfig
+from prism_agent.generators.local_decode import Row
 from prism_agent.quality.solve import solve_requests
 from prism_agent.run.pool import Pool, sample_seeds
+from prism_agent.seeds import row_seed
 from prism_agent.tasks.registry import get_task
 
 

@@ -1,4 +1,4 @@
-"""The long kill -9 chaos run of issue 7 (the suite's version is tests/test_reliability_kill.py: 10 kills).
+"""The long kill -9 chaos run (RELIABILITY.md; the suite's version is tests/test_reliability_kill.py: 10 kills).
 
 Runs a tiny real NLI run (the embedded 135M model in every role), SIGKILLs it --kills times at random
 moments, restarts it each time, lets it finish, and checks exactly-once (tests/support/chaos.py). Prints

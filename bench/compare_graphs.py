@@ -1,4 +1,4 @@
-"""Prismatic vs vanilla at the same generation budget (issue 8), on the embedded default.
+"""Prismatic vs vanilla at the same generation budget, on the embedded default.
 
 For each task, both graphs start from the same seed sample (same run seed) and get the same number of
 rounds × generator requests; the script runs them one after the other (resuming any run it finds

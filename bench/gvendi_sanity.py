@@ -1,4 +1,4 @@
-"""G-Vendi sanity on real data (issue 8): `prism-agent measure` must rank sets of known diversity as
+"""G-Vendi sanity on real data: `prism-agent measure` must rank sets of known diversity as
 near-duplicates < one task's real data < a mix of tasks. Writes the sets as JSONL, then runs the real CLI.
 
     python bench/gvendi_sanity.py --out bench/out/gvendi-sanity --n 64

@@ -1,5 +1,5 @@
 """Does the embedded solver's NLI label bias come off with per-label offsets fitted on labelled seeds?
-(issue 6: with the raw 135M solver almost every candidate is labelled "neutral", and the gradient clusters
+(BENCHMARKS.md: with the raw 135M solver almost every candidate is labelled "neutral", and the gradient clusters
 of an NLI pool are pure by label, so those candidates land in the big neutral clusters and are rejected.)
 
     python bench/solver_calibration.py --fit 150 --test 600
@@ -18,10 +18,10 @@ import json
 import torch
 
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.data.pull import ensure
 from prism_agent.generators.local import LocalGenerator
 from prism_agent.quality.calibration import fit_offsets
-from prism_agent.quality.config import VoteConfig
 from prism_agent.quality.solve import solve_requests
 from prism_agent.run.pool import Pool, sample_seeds
 from prism_agent.tasks.registry import get_task

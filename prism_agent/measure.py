@@ -19,12 +19,14 @@ from pathlib import Path
 import torch
 
 from prism_agent.config.featurize import FeaturizerConfig
+from prism_agent.data.pull import resolve_data
 from prism_agent.data.reader import Fields, iter_samples, scan
 from prism_agent.diversity.vendi import VendiResult, vendi
 from prism_agent.gradients.base import make_featurizer, resolve_featurizer
-from prism_agent.gradients.proxy import Proxy, context_length, load_proxy, resolve_proxy_path
+from prism_agent.gradients.proxy import Proxy, load_proxy, resolve_proxy_path
 from prism_agent.gradients.render import encode
 from prism_agent.gradients.store import FeatureStore
+from prism_agent.models.load import context_length
 from prism_agent.models.pull import Step
 from prism_agent.paths import features_dir
 
@@ -75,17 +77,6 @@ class MeasureResult:
         }
 
 
-def resolve_data(path: str | Path, step: Step | None = None) -> Path:
-    """A data path, or the name of a built-in data set (pulled on first use)."""
-    from prism_agent.data.registry import DATASETS
-
-    if not Path(path).exists() and str(path) in DATASETS:
-        from prism_agent.data.pull import ensure
-
-        return ensure(str(path), step=step)
-    return Path(path)
-
-
 def _store_meta(path: Path, fields: Fields, proxy_id: str, config: FeaturizerConfig, max_length: int,
                 shard_size: int) -> dict:
     st = path.stat()
@@ -114,7 +105,7 @@ def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy
     Returns (store, stats)."""
     config = config or FeaturizerConfig()
     shard_size = shard_size or int(os.environ.get("PRISM_AGENT_SHARD_SIZE", "256"))  # rows per commit
-    path = resolve_data(path, step)
+    path = resolve_data(path, step=step)
     report = scan(path, fields=fields, skip_bad=skip_bad)
     rows_wanted = min(report.rows, limit) if limit else report.rows
     torch.set_num_threads(config.threads)
@@ -192,7 +183,7 @@ def g_vendi_of_store(store: FeatureStore) -> VendiResult:
 def measure(path: str | Path, *, embedding: bool = False, fields: Fields = Fields(), **options) -> MeasureResult:
     """Featurize (or resume) and score one dataset."""
     t0 = time.perf_counter()
-    path = resolve_data(path, options.get("step"))
+    path = resolve_data(path, step=options.get("step"))
     store, stats = featurize(path, fields=fields, **options)
     if len(store) == 0:
         from prism_agent.errors import BadInputError

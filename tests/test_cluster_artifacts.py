@@ -12,8 +12,8 @@ from prism_agent.cluster.artifacts import (
     round_dir,
     save_round,
 )
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.round import build_round
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.errors import BadInputError
 from prism_agent.gradients.store import FeatureStore
 

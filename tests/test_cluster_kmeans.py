@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from prism_agent.cluster.assign import assign_nearest, decide_candidates
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kmeans import fit_spherical_kmeans, train_sample_size
 from prism_agent.cluster.reference import reference_spherical_kmeans
 from prism_agent.cluster.rows import ArrayRows, StoreRows
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.errors import BadInputError
 from prism_agent.gradients.store import FeatureStore
 

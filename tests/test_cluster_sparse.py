@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kchoice import choose_k
 from prism_agent.cluster.sparse import sparse_clusters, threshold_position
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.errors import BadInputError
 
-# ------------------------------------------------------------------ the sparse rule (METHOD §2.4)
+# ------------------------------------------------------------------ the sparse rule
 
 
 def test_sparse_is_strictly_below_the_size_at_floor_k_ratio():

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from prism_agent.config.vote import VoteConfig
 from prism_agent.errors import BadInputError
 from prism_agent.quality import vote
-from prism_agent.quality.config import VoteConfig
 from prism_agent.tasks.generation import generation_messages, parse_candidates
 from prism_agent.tasks.registry import get_task
 from tests.conftest import ROOT

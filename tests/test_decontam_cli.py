@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from prism_agent.decontam.pipeline import _staged
+from prism_agent.atomic import staged
 from tests.conftest import ROOT
 
 BENCH = [
@@ -103,11 +103,11 @@ def test_bad_input_is_one_line(tmp_path, case):
 def test_outputs_are_replaced_only_when_complete(tmp_path):
     target = tmp_path / "clean.jsonl"
     target.write_text("previous\n")
-    with pytest.raises(RuntimeError), _staged(target) as fh:
+    with pytest.raises(RuntimeError), staged(target) as fh:
         fh.write(b"half")
         raise RuntimeError("killed")
     assert target.read_text() == "previous\n" and not list(tmp_path.glob("*.tmp"))
-    with _staged(target) as fh:
+    with staged(target) as fh:
         fh.write(b"new\n")
     assert target.read_text() == "new\n"
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.ngram_index import NgramIndex
 from prism_agent.decontam.normalize import ngrams, words
 

@@ -12,9 +12,9 @@ import asyncio
 import pytest
 
 from prism_agent.config.backends import LocalBackendConfig
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.data.reader import Sample
 from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.decontaminator import Counts, Decontaminator
 from prism_agent.decontam.judge import judge_request, parse_verdict
 from prism_agent.tasks import get_task

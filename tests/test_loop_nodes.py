@@ -1,4 +1,4 @@
-"""Node-level tests of the loop (issue 6): the steps of `prism_agent/loop/steps.py` and the nodes of
+"""Node-level tests of the loop: the steps of `prism_agent/loop/steps.py` and the nodes of
 `graphs/prismatic.py` over a real run directory, one step at a time.
 
 Fast tests use a run directory with no model at all (the step under test must not need one: routing, a
@@ -119,8 +119,8 @@ def test_step_node_emits_the_finished_steps_summary(tmp_path):
 
 def _engineered_round(sizes=(1, 1, 7, 7), seed=0):
     """Unit features in `len(sizes)` well separated directions, `sizes[c]` rows around direction c."""
-    from prism_agent.cluster.config import ClusterConfig
     from prism_agent.cluster.round import build_round
+    from prism_agent.config.cluster import ClusterConfig
 
     rng = np.random.default_rng(seed)
     rows = []

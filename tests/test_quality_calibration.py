@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
+from prism_agent.config.vote import VoteConfig
 from prism_agent.data.reader import Sample
 from prism_agent.errors import PrismError
 from prism_agent.generators import GenRequest
 from prism_agent.generators.base import refuse_choice_bias
 from prism_agent.generators.replay import request_key
 from prism_agent.quality.calibration import ChoiceCalibration, NoCalibration, calibrate_solver, fit_offsets
-from prism_agent.quality.config import VoteConfig
 from prism_agent.tasks.registry import get_task
 
 

@@ -125,3 +125,12 @@ def test_solve_requests_are_deterministic_per_sample():
     s = reqs[0].sampling
     assert (s.n, s.temperature, s.top_p) == (3, 0.75, 0.95)
     assert "What is 1+1?" in reqs[0].messages[0].content
+
+
+def test_vote_defaults_come_from_the_task():
+    """The paper's settings live on the task classes only (Task.vote_defaults); VoteConfig reads them."""
+    assert VoteConfig.for_task("math").model_dump(include={"n", "tau", "max_tokens"}) == {
+        "n": 3, "tau": 2, "max_tokens": 2048}
+    assert VoteConfig.for_task("nli").model_dump(include={"n", "tau", "max_tokens"}) == {
+        "n": 2, "tau": 2, "max_tokens": 32}
+    assert VoteConfig.for_task("nli", n=4).n == 4

@@ -1,4 +1,4 @@
-"""Endpoint faults during a full run (issue 7): a real tiny `prism-agent run --task nli` whose generator,
+"""Endpoint faults during a full run (RELIABILITY.md): a real tiny `prism-agent run --task nli` whose generator,
 solver and judge are all `openai` roles talking to a FAULT INJECTOR (a test fake: tests/support/
 fault_injector.py) in front of a real llama.cpp server. 20 % of the POSTs get a fault, every kind the
 injector has: 429 with Retry-After, 500, an answer slower than the timeout, a connection closed without an

@@ -1,4 +1,4 @@
-"""The bad input matrix of `prism-agent run` (issue 7): each case gives one `error:` line on stderr, no
+"""The bad input matrix of `prism-agent run` (RELIABILITY.md): each case gives one `error:` line on stderr, no
 traceback, a non-zero exit, and leaves the run directory as it was: a new one is not created, an existing
 one keeps every file byte for byte. All of them fail before a model is loaded, so each takes seconds (the
 CLI's own start-up); they run the real CLI as a subprocess."""

@@ -1,4 +1,4 @@
-"""Ctrl-C/SIGTERM and a full disk during `prism-agent run` (issue 7).
+"""Ctrl-C/SIGTERM and a full disk during `prism-agent run` (RELIABILITY.md, "Ctrl-C and SIGTERM").
 
 The fast tests drive `GracefulStop` in this process with real signals. The slow ones run a real tiny NLI run
 (the embedded 135M model in every role, as in test_loop_run) as a subprocess:

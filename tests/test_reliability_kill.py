@@ -1,4 +1,4 @@
-"""Exactly once under kill -9 (issue 7): a real tiny NLI run (the embedded 135M model in every role, real
+"""Exactly once under kill -9 (RELIABILITY.md): a real tiny NLI run (the embedded 135M model in every role, real
 SNLI seeds and test items) is SIGKILLed at 10 random moments, restarted each time, then finished; the run
 directory must hold exactly the target, unique ids, valid JSON everywhere, intact provenance, a feature
 store equal to the pool, and no LLM call paid twice (tests/support/chaos.py). The longer version with the

@@ -1,4 +1,4 @@
-"""Secrets stay out (issue 7): an API key is read only from the environment variable a role names
+"""Secrets stay out (RELIABILITY.md, "Secrets"): an API key is read only from the environment variable a role names
 (`api_key_env`); a key written into a config is refused without being echoed; and after a real run whose
 every role talks to a key-protected llama.cpp server, no file of the run directory (manifest, checkpoints,
 call log, events, round files, features), no export (jsonl, parquet, hf) and no output of the commands

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from prism_agent.cluster.artifacts import pool_fingerprint, save_round
-from prism_agent.cluster.config import ClusterConfig, InitMethod
 from prism_agent.cluster.round import ClusterRound, build_round
+from prism_agent.config.cluster import ClusterConfig, InitMethod
 from prism_agent.errors import BadInputError
 from prism_agent.gradients.store import MANIFEST, FeatureStore
 

@@ -18,27 +18,24 @@ from rich.table import Table
 
 from prism_agent.cli.console import err, out, progress_bar, step_reporter
 from prism_agent.data.reader import Fields
-from prism_agent.errors import BadInputError
+from prism_agent.errors import BadInputError, one_line
 
 
 def _resolve_data(data: str, task: str) -> tuple[Path, str]:
     """A path, or a built-in set name (pulled on first use). Returns (path, default output stem)."""
-    from prism_agent.data.pull import ensure
-    from prism_agent.data.registry import DATASETS
+    from prism_agent.data.pull import resolve_data
+    from prism_agent.data.registry import builtin
 
-    path = Path(data)
-    if path.exists() or data not in DATASETS:
+    if builtin(data) is None:
+        path = Path(data)
         return path, str(path.with_name(path.name.rsplit(".", 1)[0] if "." in path.name else path.name))
-    ds = DATASETS[data]
-    if ds.task != task:
-        raise BadInputError(f"{data} is a {ds.task} set; this is a --task {task} run")
     with step_reporter(data) as step:
-        return ensure(data, step=step), data
+        return resolve_data(data, task=task, step=step), data
 
 
 def _decontam_config(config: Path | None, overrides: dict):
     from prism_agent.config.backends import read_toml
-    from prism_agent.decontam.config import DecontamConfig
+    from prism_agent.config.decontam import DecontamConfig
 
     table = read_toml(config).get("decontam", {}) if config else {}
     if not isinstance(table, dict):
@@ -46,9 +43,7 @@ def _decontam_config(config: Path | None, overrides: dict):
     try:
         return DecontamConfig(**{**table, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
-        e = exc.errors()[0]
-        where = str(e["loc"][0]) if e["loc"] else "decontam"
-        raise BadInputError(f"decontam setting {where}: {e['msg']}") from None
+        raise BadInputError(f"decontam setting {one_line(exc, root='decontam')}") from None
     except TypeError as exc:
         raise BadInputError(f"decontam settings: {exc}") from None
 

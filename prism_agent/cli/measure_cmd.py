@@ -13,7 +13,7 @@ from rich.table import Table
 from prism_agent.cli.console import err, out, progress_bar, step_reporter
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.data.reader import Fields
-from prism_agent.errors import BadInputError
+from prism_agent.errors import BadInputError, one_line
 
 
 def _default(field: str):
@@ -68,8 +68,7 @@ def measure(
                                   batch_tokens=batch_tokens, exact_batch=exact_batch, dtype=dtype,
                                   device=device, threads=threads, max_length=max_tokens)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInputError(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+        raise BadInputError(one_line(exc, flag=True)) from None
     fields = Fields(id=id_field, prompt=prompt_field, response=response_field)
     results = []
     for path in data:

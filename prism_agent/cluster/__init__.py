@@ -1,4 +1,4 @@
-"""Gradient-space clustering for Prismatic Synthesis (METHOD §2, steps 3–5 and 7).
+"""Gradient-space clustering for Prismatic Synthesis (README, "Gradient clusters").
 
 Spherical k-means of the pool's features (faiss, trained on a bounded sample, every row assigned),
 the sparse set of under-populated clusters, few-shot picking from them, and the nearest-centroid
@@ -16,7 +16,6 @@ from prism_agent.cluster.artifacts import (
     save_round,
 )
 from prism_agent.cluster.assign import Assignment, CandidateDecision, assign_nearest, decide_candidates
-from prism_agent.cluster.config import PAPER_K_RATIO, RELEASED_CODE_K_RATIO, ClusterConfig
 from prism_agent.cluster.fewshot import FewShotPick, pick_fewshot
 from prism_agent.cluster.kchoice import KChoice, choose_k
 from prism_agent.cluster.kmeans import KMeansFit, fit_spherical_kmeans
@@ -24,6 +23,7 @@ from prism_agent.cluster.members import ClusterMembers
 from prism_agent.cluster.round import ClusterRound, FitRecord, build_round
 from prism_agent.cluster.rows import ArrayRows, Rows, StoreRows, as_rows
 from prism_agent.cluster.sparse import SparseSet, sparse_clusters
+from prism_agent.config.cluster import PAPER_K_RATIO, RELEASED_CODE_K_RATIO, ClusterConfig
 
 __all__ = [
     "PAPER_K_RATIO",

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from prism_agent.atomic import fsync_dir, write_atomic
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.cluster.kchoice import KChoice
 from prism_agent.cluster.round import ClusterRound, FitRecord, build_round
 from prism_agent.cluster.rows import Rows, as_rows
 from prism_agent.cluster.sparse import sparse_clusters
+from prism_agent.config.cluster import ClusterConfig
 from prism_agent.errors import BadInputError
 
 FORMAT = 1
@@ -92,9 +92,7 @@ def save_round(root: str | Path, index: int, result: ClusterRound, *, fingerprin
         },
         "inertia": result.inertia,
     }
-    fsync_dir(path)
     write_atomic(marker, lambda fh: fh.write(json.dumps(record, indent=2).encode("utf-8")))
-    fsync_dir(path)
     return path
 
 

@@ -1,8 +1,8 @@
 """Nearest-centroid assignment by cosine, streamed in blocks, and the accept/reject rule for candidates.
 
 The same routine assigns the whole pool after fitting (1.5M rows read block by block from the store's
-memmaps, one normalised block in RAM at a time) and the few hundred new candidates of a round (METHOD
-§2.7: keep a candidate only if its nearest pool centroid is a sparse cluster). Candidates are never
+memmaps, one normalised block in RAM at a time) and the few hundred new candidates of a round (the
+Prismatic rule: keep a candidate only if its nearest pool centroid is a sparse cluster). Candidates are never
 added to this round's clustering; the pool is re-clustered next round.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from prism_agent.cluster.backend import faiss_threads, inner_product_index, use_gpu
-from prism_agent.cluster.config import Device
 from prism_agent.cluster.rows import Rows, as_rows, normalized
+from prism_agent.config.cluster import Device
 from prism_agent.errors import BadInputError
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import faiss
 
-from prism_agent.cluster.config import Device
+from prism_agent.config.cluster import Device
 from prism_agent.errors import BadInputError
 
 

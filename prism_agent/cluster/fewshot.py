@@ -1,4 +1,4 @@
-"""Which pool samples become the few-shot examples of one generation prompt (METHOD §2.5).
+"""Which pool samples become the few-shot examples of one generation prompt (README, "Gradient clusters").
 
 Modes:
 - "smallest" (default, the released helper): a random cluster among the smallest `smallest_fraction`
@@ -25,9 +25,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from prism_agent.cluster.config import FewShotMode
 from prism_agent.cluster.members import ClusterMembers
 from prism_agent.cluster.sparse import SparseSet
+from prism_agent.config.cluster import FewShotMode
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Literal
 
-from prism_agent.cluster.config import PAPER_K_RATIO, RELEASED_CODE_K_RATIO, ClusterConfig
+from prism_agent.config.cluster import PAPER_K_RATIO, RELEASED_CODE_K_RATIO, ClusterConfig
 from prism_agent.errors import BadInputError
 
 KSource = Literal["ratio", "k_min", "k_max", "pool_size"]

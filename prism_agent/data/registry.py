@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prism_agent.errors import BadInputError
 
@@ -120,6 +121,13 @@ def dataset(name: str) -> DataSet:
         return DATASETS[name]
     except KeyError:
         raise BadInputError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def builtin(spec: str | Path) -> DataSet | None:
+    """The built-in set `spec` names, or None. A file or folder of that name wins: a user's `snli-train`
+    in the working directory is read as given, never replaced by the download."""
+    name = str(spec)
+    return None if Path(name).exists() else DATASETS.get(name)
 
 
 def convert_rows(ds: DataSet, rows: Iterator[Row]) -> Iterator[Row]:

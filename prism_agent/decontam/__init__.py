@@ -1,9 +1,10 @@
-"""Two-stage decontamination against evaluation benchmarks (METHOD §2 step 8): word 10-gram overlap
+"""Two-stage decontamination against evaluation benchmarks (README, "Quality gates"): word 10-gram overlap
 through a MinHash LSH index confirmed exactly, then the nearest benchmark item by sentence embedding
 checked by the judge role. Every drop is written to an audit file.
 
-Names are imported on first use: the run config imports `decontam.config`, and every CLI command would
-otherwise pay for torch and the embedding model's imports (≈1.6 s) at start-up."""
+Names are imported on first use: importing one submodule (the loop needs only the decontaminator) would
+otherwise pay for torch and the embedding model's imports (≈1.6 s) of all of them. The settings are
+`prism_agent.config.decontam`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import importlib
 
 _WHERE = {
     "AuditRecord": "audit", "Benchmark": "benchmarks", "BenchmarkItem": "benchmarks", "load_all": "benchmarks",
-    "parse_spec": "benchmarks", "DecontamConfig": "config", "Counts": "decontaminator",
+    "parse_spec": "benchmarks", "Counts": "decontaminator",
     "Decontaminator": "decontaminator", "Verdict": "decontaminator", "NgramIndex": "ngram_index",
     "NgramMatch": "ngram_index", "ngrams": "normalize", "words": "normalize",
 }

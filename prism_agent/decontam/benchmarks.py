@@ -20,6 +20,7 @@ from prism_agent.data.pull import ensure
 from prism_agent.data.reader import Sample
 from prism_agent.data.registry import DATASETS
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import numbered
 from prism_agent.models.pull import Step
 from prism_agent.tasks.base import Task
 
@@ -105,26 +106,15 @@ def _items_from_rows(name: str, rows: Iterable[tuple[int, dict]], task: Task, fi
     return items
 
 
-def _jsonl(path: Path) -> Iterable[tuple[int, dict]]:
-    with path.open("rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise BadInputError(f"{path}: line {lineno} is not valid JSON") from None
-
-
 def load(spec: Spec, task: Task, *, step: Step | None = None) -> Benchmark:
     if spec.path is None:
         ds = DATASETS[spec.name]
         if ds.task != task.data_kind:
             raise BadInputError(f"benchmark {spec.name} is a {ds.task} set; this is a {task.name} run")
         path = ensure(spec.name, step=step)
-        items = _items_from_rows(spec.name, _jsonl(path), task, None, spec.name)
+        items = _items_from_rows(spec.name, numbered(path, strict=True), task, None, spec.name)
         return Benchmark(spec.name, f"{ds.archive.requirement}:{ds.member}", items)
-    items = _items_from_rows(spec.name, _jsonl(spec.path), task, spec.field, str(spec.path))
+    items = _items_from_rows(spec.name, numbered(spec.path, strict=True), task, spec.field, str(spec.path))
     return Benchmark(spec.name, str(spec.path) + (f":{spec.field}" if spec.field else ""), items)
 
 

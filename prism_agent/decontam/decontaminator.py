@@ -1,4 +1,5 @@
-"""Both stages for a batch of samples; what the CLI streams a file through and the loop will call.
+"""Both stages for a batch of samples: `decontam/pipeline.py` streams a file through it for the `decontam`
+command, and the loop's decontaminate step checks each round's candidates with it.
 
 Stage 1 (n-gram overlap) runs first on every sample; only survivors reach stage 2 (nearest benchmark item
 by embedding, then the judge), so the expensive judge is never asked about a sample already dropped.
@@ -11,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.data.reader import Sample
 from prism_agent.decontam.audit import AuditRecord
 from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.judge import judge_request, parse_verdict
 from prism_agent.decontam.ngram_index import NgramIndex
 from prism_agent.decontam.retrieval import EmbeddingIndex

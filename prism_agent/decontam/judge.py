@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from prism_agent.decontam.config import DecontamConfig
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.generators import GenRequest
-from prism_agent.quality.solve import sample_seed
+from prism_agent.seeds import derive_seed
 from prism_agent.tasks.base import Task
 
 _WORD = re.compile(r"[a-z]+")
@@ -32,4 +32,4 @@ def judge_request(task: Task, candidate: str, benchmark_item: str, sample_id: st
                   cfg: DecontamConfig) -> GenRequest:
     prompt = task.template("judge").format(candidate=candidate, benchmark_item=benchmark_item)
     return GenRequest.chat([{"role": "user", "content": prompt}], n=1, temperature=cfg.judge_temperature,
-                           max_tokens=cfg.judge_max_tokens, seed=sample_seed(cfg.judge_seed, sample_id))
+                           max_tokens=cfg.judge_max_tokens, seed=derive_seed(cfg.judge_seed, sample_id))

@@ -28,8 +28,8 @@ import datasketch
 from datasketch import MinHash, MinHashLSH
 
 from prism_agent.atomic import write_atomic
+from prism_agent.config.decontam import DecontamConfig
 from prism_agent.decontam.benchmarks import Benchmark, BenchmarkItem, fingerprint
-from prism_agent.decontam.config import DecontamConfig
 from prism_agent.decontam.normalize import ngrams, words
 
 INDEX_VERSION = 1

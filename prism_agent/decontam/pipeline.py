@@ -10,16 +10,12 @@ holds one batch of samples, not the dataset.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from prism_agent.atomic import fsync_dir
+from prism_agent.atomic import json_line, staged
 from prism_agent.data.reader import Fields, Sample, iter_samples, scan
 from prism_agent.decontam.decontaminator import Counts, Decontaminator
 
@@ -35,22 +31,6 @@ class Result:
     def as_json(self) -> dict:
         return {**self.counts.as_json(), "bad_rows": self.bad_rows, "seconds": round(self.seconds, 2),
                 "out": str(self.out), "audit": str(self.audit)}
-
-
-@contextmanager
-def _staged(path: Path) -> Iterator[BinaryIO]:
-    tmp = path.with_name(path.name + ".tmp")
-    fh = tmp.open("wb")
-    try:
-        yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
-        os.replace(tmp, path)
-    except BaseException:
-        fh.close()
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _row(sample: Sample, fields: Fields) -> dict:
@@ -87,18 +67,16 @@ async def run_async(path: Path, decon: Decontaminator, out: Path, audit: Path, *
     out.parent.mkdir(parents=True, exist_ok=True)
     audit.parent.mkdir(parents=True, exist_ok=True)
     samples = iter_samples(path, fields=_prompt_only(fields), stop=limit)
-    with _staged(out) as clean_fh, _staged(audit) as audit_fh:
+    with staged(out) as clean_fh, staged(audit) as audit_fh:
         for batch in _batches(samples, decon.cfg.batch_size):
             for v in await decon.check(batch):
                 counts.add(v)
                 if v.dropped is None:
-                    clean_fh.write((json.dumps(_row(v.sample, fields), ensure_ascii=False) + "\n").encode())
+                    clean_fh.write(json_line(_row(v.sample, fields)).encode())
                 else:
                     audit_fh.write((v.dropped.model_dump_json() + "\n").encode())
             if progress is not None:
                 progress(counts.total, counts)
-    for folder in {out.parent, audit.parent}:
-        fsync_dir(folder)
     return Result(counts, out, audit, bad_rows, time.perf_counter() - start)
 
 

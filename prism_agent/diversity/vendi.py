@@ -2,7 +2,7 @@
 
 With rows ĝᵢ normalised to unit length, C = (1/n) Σ ĝᵢ ĝᵢᵀ has trace 1 and shares its non-zero eigenvalues
 with the n×n cosine-kernel matrix K/n, so VS = exp(−Σ λ log λ) is the Vendi score of the cosine kernel
-(METHOD §1 steps 5–7) at O(d²) memory whatever n is. q-orders: VS_q = (Σ λ^q)^(1/(1−q)), q = ∞ → 1/λ_max.
+(README, "Measuring diversity") at O(d²) memory whatever n is. q-orders: VS_q = (Σ λ^q)^(1/(1−q)), q = ∞ → 1/λ_max.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ class VendiResult:
     q1: float  # the Vendi score (Shannon entropy order); G-Vendi when the rows are gradient features
     q2: float
     qinf: float
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "q1": self.q1, "q2": self.q2, "qinf": self.qinf}
 
 
 class CovarianceAccumulator:

@@ -50,21 +50,7 @@ async def _probe(cfg: AnyBackend, timeout_s: float) -> CheckResult:
     gen = make_generator(_for_check(cfg, timeout_s))
     try:
         if isinstance(cfg, OpenAIBackendConfig):
-            try:
-                served = await gen.served_models()  # type: ignore[attr-defined]
-            except Exception as exc:  # connection refused, DNS, TLS, timeouts: all "cannot reach"
-                import openai
-
-                if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-                    raise PrismError(f"{cfg.base_url}: authentication failed ({exc.status_code}); "
-                                     f"check {cfg.api_key_env or 'api_key_env'}") from None
-                if isinstance(exc, openai.APIStatusError):
-                    served = []  # some servers do not implement /models: go on and ask directly
-                else:
-                    cause = str(exc.__cause__ or exc).strip() or type(exc).__name__
-                    raise PrismError(f"cannot reach {cfg.base_url}: {cause}") from None
-            if served and cfg.model not in served:
-                raise PrismError(f"{cfg.base_url}: model {cfg.model!r} is not served; it serves: {', '.join(served)}")
+            await gen.probe()  # type: ignore[attr-defined]  # EndpointError: one line naming what to fix
         loading = time.perf_counter()
         if hasattr(gen, "engine"):  # embedded engines load their model first; time it apart from the request
             await asyncio.to_thread(lambda: gen.engine)

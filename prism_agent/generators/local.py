@@ -21,11 +21,12 @@ import torch
 from prism_agent.config.backends import LocalBackendConfig
 from prism_agent.generators import grouped_attention
 from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
-from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows, row_seed
+from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.models.dtype import backend_dtype
+from prism_agent.seeds import row_seed
 
-__all__ = ["LocalGenerator", "row_seed"]
+__all__ = ["LocalGenerator"]
 
 
 @contextmanager
@@ -55,17 +56,16 @@ class _Engine:
     """A loaded model shared by every role that names the same model, dtype and device."""
 
     def __init__(self, cfg: LocalBackendConfig):
-        from prism_agent.gradients.proxy import load_proxy, resolve_proxy_path
         from prism_agent.models.fingerprint import model_identity
+        from prism_agent.models.load import load_causal_lm
 
         self.dtype = backend_dtype(cfg.dtype, cfg.device)
-        proxy = load_proxy(cfg.model, device=cfg.device, dtype=self.dtype.torch)
-        self.model, self.tokenizer, self.device = proxy.model, proxy.tokenizer, proxy.device
+        loaded = load_causal_lm(cfg.model, "local backend model", device=cfg.device, dtype=self.dtype.torch)
+        self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
         if self.device.type == "cpu":  # on a CPU, attention that does not copy the KV cache per query head is
             self.model.set_attn_implementation(grouped_attention.register())  # fastest (BENCHMARKS.md)
-        folder, gguf, _ = resolve_proxy_path(cfg.model)
-        self.identity = model_identity(cfg.model, folder, gguf)
-        self.max_length = proxy.max_length
+        self.identity = model_identity(cfg.model, loaded.folder, loaded.gguf)
+        self.max_length = loaded.max_length
         gen_cfg = getattr(self.model, "generation_config", None)
         eos = self.tokenizer.eos_token_id
         extra = getattr(gen_cfg, "eos_token_id", None) if gen_cfg is not None else None

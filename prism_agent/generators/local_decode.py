@@ -13,20 +13,10 @@ row's own temperature and exact top-p, so a row's draws do not depend on global 
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-
-def row_seed(seed: int | None, index: int) -> int:
-    """Seed of completion `index` of a request: stable across processes (no Python `hash`)."""
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little") >> 1
-    digest = hashlib.sha256(f"{seed}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 @dataclass

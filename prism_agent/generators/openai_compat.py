@@ -19,9 +19,10 @@ from prism_agent.config.backends import OpenAIBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
 from prism_agent.generators.base import GenerationError, Generator, refuse_choice_bias, render_chat
-from prism_agent.generators.local import row_seed
+from prism_agent.generators.probe import EndpointError, Unreachable, not_served, probe
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
+from prism_agent.seeds import row_seed
 
 _FINISH = {"length": "length"}  # everything else (stop, eos, content_filter, None) ends the text normally
 
@@ -118,22 +119,22 @@ class OpenAIGenerator(Generator):
         page = await self._client.models.list()
         return sorted(m.id for m in page.data)
 
+    async def probe(self) -> None:
+        """The endpoint answers, takes the key and serves the model (generators/probe.py), else one of
+        probe's `EndpointError`s."""
+        await probe(self.cfg, self.served_models)
+
     async def _verify_model(self) -> None:
-        """Some servers (llama.cpp) answer for any model name with the one they have: a misspelt model would
-        then go unnoticed. So the model is looked up in `/models` once; servers without that route pass."""
+        """The probe, once, before the first call. An unreachable server passes here: its calls retry with
+        backoff and say so when they give up."""
         if self._verified:
             return
         try:
-            served = await self.served_models()
-        except Exception as exc:  # listing is optional in the protocol; connection errors surface on the call
-            import openai
-
-            if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-                raise GenerationError(await self._explain(exc, f"{exc.status_code} authentication failed", 1)) from None
-            served = []
-        if served and self.cfg.model not in served:
-            raise GenerationError(f"{self.cfg.base_url}: model {self.cfg.model!r} is not served here; "
-                                  f"it serves: {', '.join(served)}")
+            await self.probe()
+        except Unreachable:
+            pass
+        except EndpointError as exc:
+            raise GenerationError(str(exc)) from None
         self._verified = True
 
     # ---- one HTTP call ------------------------------------------------------------------------------
@@ -147,12 +148,9 @@ class OpenAIGenerator(Generator):
                     "completions mode got chat messages: set `tokenizer` (a pinned name or HF folder whose chat "
                     "template renders them) or use mode = \"chat\""
                 )
-            from transformers import AutoTokenizer
+            from prism_agent.models.load import load_tokenizer
 
-            from prism_agent.gradients.proxy import resolve_proxy_path
-
-            folder, gguf, _ = resolve_proxy_path(self.cfg.tokenizer)
-            self._template = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+            self._template = load_tokenizer(self.cfg.tokenizer, "tokenizer")
         return render_chat(self._template, request)
 
     async def _create(self, request: GenRequest, n: int, seed: int | None) -> tuple[list[Completion], Usage]:
@@ -231,7 +229,7 @@ class OpenAIGenerator(Generator):
             except Exception:  # the listing is a courtesy; the 404 itself is the error
                 served = []
             if served and self.cfg.model not in served:
-                return f"{url}: model {self.cfg.model!r} is not served here; it serves: {', '.join(served)}"
+                return not_served(self.cfg, served)
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             where = f" (check ${self.cfg.api_key_env})" if self.cfg.api_key_env else " (set api_key_env)"
             return f"{url}: {reason}{where}"

@@ -74,17 +74,6 @@ class ReplayStore:
         with self._lock:
             self._db.executemany("INSERT INTO sent (key, t) VALUES (?, ?)", [(k, now) for k in keys])
 
-    def paid_twice(self) -> int:
-        """Requests sent to a backend after their result was already recorded (must be 0)."""
-        with self._lock:
-            return self._db.execute(
-                "SELECT COUNT(*) FROM sent JOIN calls ON sent.key = calls.key WHERE sent.t > calls.created"
-            ).fetchone()[0]
-
-    def sent_count(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM sent").fetchone()[0]
-
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]

@@ -30,10 +30,10 @@ def _on_gpu() -> bool:
 
 class _Engine:
     def __init__(self, cfg: VLLMBackendConfig):
-        from prism_agent.gradients.proxy import resolve_proxy_path
         from prism_agent.models.fingerprint import model_identity
+        from prism_agent.models.load import resolve_model
 
-        folder, gguf, _ = resolve_proxy_path(cfg.model)
+        folder, gguf, _ = resolve_model(cfg.model, "vllm backend model")
         if gguf:
             raise BadInputError(f"vllm backend: {cfg.model} is a GGUF file; give it a Hugging Face folder "
                                 "(`prism-agent models pull` converts the default model)")

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from prism_agent.config.featurize import FeaturizerConfig
-from prism_agent.gradients.proxy import Proxy, resolve_device
+from prism_agent.gradients.proxy import Proxy
 from prism_agent.gradients.render import Encoded
 from prism_agent.models.dtype import TORCH_DTYPES, DtypeChoice, resolve_dtype
+from prism_agent.models.load import resolve_device
 
 DTYPES = TORCH_DTYPES
 

@@ -84,10 +84,6 @@ class RademacherProjector:
         self._table_np = np.where(bits == 1, plus, minus).astype(np_dtype)  # (256, 8)
         self._table_t = torch.from_numpy(self._table_np.view(np.dtype(str(self._torch_int).split(".")[1])))
 
-    @property
-    def num_blocks(self) -> int:
-        return math.ceil(self.in_dim / self.block_rows)
-
     def signs(self, row0: int, rows: int) -> torch.Tensor:
         """±1 entries of R for rows [row0, row0+rows), shape (rows, out_dim), in `dtype` on `device`."""
         words = sign_words(self.key, row0, rows, self.words, self.device)

@@ -1,7 +1,7 @@
 """Render a sample as `[user: prompt, assistant: response]` and mark the response tokens.
 
-The loss covers only what follows the assistant header (METHOD §1 step 2). The header boundary is found
-by rendering the prompt alone with the generation prompt and checking it is a token prefix of the full
+The loss covers only what follows the assistant header (README, "Measuring diversity"). The header
+boundary is found by rendering the prompt alone with the generation prompt and checking it is a token prefix of the full
 rendering, which holds for ChatML and Llama-style templates; a template that breaks it is refused.
 """
 

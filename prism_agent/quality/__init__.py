@@ -3,10 +3,10 @@ equivalence (math) or by label (NLI)."""
 
 from __future__ import annotations
 
-from prism_agent.quality.config import VoteConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.quality.equivalence import group_math_answers, math_equivalent
-from prism_agent.quality.solve import sample_seed, solve_requests, vote_samples
+from prism_agent.quality.solve import solve_requests, vote_samples
 from prism_agent.quality.vote import VoteRecord, vote
 
-__all__ = ["VoteConfig", "VoteRecord", "group_math_answers", "math_equivalent", "sample_seed", "solve_requests",
+__all__ = ["VoteConfig", "VoteRecord", "group_math_answers", "math_equivalent", "solve_requests",
            "vote", "vote_samples"]

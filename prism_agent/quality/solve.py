@@ -6,26 +6,21 @@ same seed in every run: the replay cache then recognises it, and a resumed run n
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
+from prism_agent.config.vote import VoteConfig
 from prism_agent.data.reader import Sample
 from prism_agent.generators import Generator, GenRequest
-from prism_agent.quality.config import VoteConfig
 from prism_agent.quality.vote import VoteRecord, vote
+from prism_agent.seeds import derive_seed
 from prism_agent.tasks.base import Task
-
-
-def sample_seed(base: int, sample_id: str) -> int:
-    digest = hashlib.sha256(f"{base}:{sample_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def solve_requests(task: Task, samples: Sequence[Sample], cfg: VoteConfig,
                    choice_bias: Sequence[float] = ()) -> list[GenRequest]:
     return [
         GenRequest.chat([{"role": "user", "content": task.solve_prompt(s)}], n=cfg.n, temperature=cfg.temperature,
-                        top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=sample_seed(cfg.seed, s.id),
+                        top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=derive_seed(cfg.seed, s.id),
                         choices=task.solve_choices, choice_bias=tuple(choice_bias))
         for s in samples
     ]

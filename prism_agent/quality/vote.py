@@ -12,7 +12,7 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prism_agent.quality.config import VoteConfig
+from prism_agent.config.vote import VoteConfig
 from prism_agent.tasks.base import Extracted, Task
 
 

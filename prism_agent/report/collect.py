@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import read_jsonl
 from prism_agent.run.events import EventLog
 from prism_agent.run.manifest import read_manifest
 from prism_agent.run.paths import RunPaths
@@ -103,18 +104,7 @@ class RunReport(BaseModel):
 
 def _commits(paths: RunPaths) -> list[dict]:
     """Commit records up to the first torn or unreadable line (a live run may be writing the next one)."""
-    if not paths.commits.is_file():
-        return []
-    out = []
-    with paths.commits.open("rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                break
-    return out
+    return list(read_jsonl(paths.commits, "prefix"))
 
 
 def _accepted_by_round(paths: RunPaths) -> dict[int, int]:

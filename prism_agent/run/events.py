@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from prism_agent.jsonl import read_jsonl
+
 
 class EventLog:
     def __init__(self, path: Path):
@@ -50,16 +52,7 @@ class EventLog:
         return event
 
     def __iter__(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as fh:
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
+        yield from read_jsonl(self.path, "tolerate_torn_tail")
 
     def of_kind(self, kind: str) -> list[dict]:
         return [e for e in self if e.get("kind") == kind]

@@ -1,5 +1,7 @@
 """Export a run's accepted samples as JSONL, Parquet or a Hugging Face `datasets` folder, streaming.
 
+The `hf` format needs the optional `datasets` library (`pip install 'prism-agent[hf]'`).
+
 JSONL keeps each row as committed (provenance nested). Parquet and datasets folders need one schema, so
 the scalar fields stay columns and nested provenance (few-shot ids, vote record, decontamination result,
 models) becomes JSON text columns.
@@ -12,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from prism_agent.atomic import fsync_dir, json_line, staged
 from prism_agent.errors import BadInputError
 from prism_agent.run.paths import RunPaths
 from prism_agent.run.samples import SampleLog
@@ -48,7 +51,35 @@ def _batches(log: SampleLog, size: int = 10_000) -> Iterator[list[dict]]:
         yield buf
 
 
+def _save_hf(log: SampleLog, schema, folder: Path) -> int:
+    """A `datasets.save_to_disk` folder, written by `datasets` itself so that its layout follows the
+    library's version. The rows stream into one Arrow file beside the output first; `Dataset.from_file`
+    memory-maps it, so memory holds one batch, not the dataset."""
+    try:
+        from datasets import Dataset
+    except ImportError:
+        raise BadInputError("--format hf needs the `datasets` library: pip install 'prism-agent[hf]'") from None
+    import pyarrow as pa
+
+    scratch = folder.with_name(folder.name + ".arrow")
+    n = 0
+    try:
+        with pa.OSFile(str(scratch), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for batch in _batches(log):
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+        ds = Dataset.from_file(str(scratch), in_memory=False)
+        ds.save_to_disk(str(folder))
+        del ds
+    finally:
+        scratch.unlink(missing_ok=True)
+    return n
+
+
 def export(root: Path, fmt: str, out: Path) -> int:
+    """Write the committed rows to `out` and return how many. A file goes through `atomic.staged` and an
+    `hf` folder is built under a hidden name and renamed, so an interrupted export leaves the previous
+    output, never a half one; a live run's uncommitted rows are not read (`SampleLog(readonly=True)`)."""
     if fmt not in FORMATS:
         raise BadInputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     paths = RunPaths(Path(root))
@@ -56,40 +87,37 @@ def export(root: Path, fmt: str, out: Path) -> int:
         raise BadInputError(f"{root} is not a prism-agent run directory (no manifest.json)")
     log = SampleLog(paths.samples, paths.commits, readonly=True)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf":
+        tmp = out.with_name(f".{out.name}.partial")
+        _remove(tmp)
+        n = _save_hf(log, _schema(), tmp)
+        _remove(out)
+        tmp.rename(out)
+        fsync_dir(out.parent)
+        return n
+    if out.is_dir():  # an earlier `hf` export under the same name: a file cannot replace a folder
+        shutil.rmtree(out)
     n = 0
-    if fmt == "jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
+    with staged(out) as fh:
+        if fmt == "jsonl":
             for row in log:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(json_line(row).encode("utf-8"))
                 n += 1
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        schema = _schema()
-        if fmt == "parquet":
-            with pq.ParquetWriter(tmp, schema) as writer:
+            schema = _schema()
+            with pq.ParquetWriter(fh, schema) as writer:
                 for batch in _batches(log):
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                     n += len(batch)
-        else:  # a `datasets.save_to_disk` folder: Arrow stream file + dataset_info.json + state.json
-            tmp.mkdir()
-            name = "data-00000-of-00001.arrow"
-            with pa.OSFile(str(tmp / name), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-                for batch in _batches(log):
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                    n += len(batch)
-            features = {f.name: {"dtype": "float64" if f.type == pa.float64() else
-                                 "int64" if f.type == pa.int64() else "string", "_type": "Value"} for f in schema}
-            (tmp / "dataset_info.json").write_text(json.dumps({"features": features}, indent=2))
-            (tmp / "state.json").write_text(json.dumps({
-                "_data_files": [{"filename": name}], "_fingerprint": paths.root.name, "_format_columns": None,
-                "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": None}, indent=2))
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    tmp.rename(out)
     return n
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

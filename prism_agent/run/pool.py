@@ -5,7 +5,6 @@ rows by streaming the two JSONL files once, so nothing holds the pool in memory.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from prism_agent.atomic import write_jsonl_atomic
 from prism_agent.data.reader import Sample, iter_samples, scan
 from prism_agent.errors import BadInputError
+from prism_agent.jsonl import read_jsonl
 from prism_agent.run.paths import RunPaths
 from prism_agent.run.samples import SampleLog
 
@@ -21,7 +21,7 @@ SEED_HINT = "fix those rows or remove them from the seed file"
 
 
 def _resolve(name: str) -> Path:
-    from prism_agent.measure import resolve_data
+    from prism_agent.data.pull import resolve_data
 
     path = resolve_data(name)
     if not path.exists():
@@ -82,9 +82,7 @@ class Pool:
     def iter_seeds(self) -> Iterator[dict]:
         if not self.has_seeds:
             return
-        with self.seeds_path.open(encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)
+        yield from read_jsonl(self.seeds_path, "strict")
 
     def __iter__(self) -> Iterator[dict]:
         yield from self.iter_seeds()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prism_agent.atomic import fsync_dir, jsonl_bytes
+from prism_agent.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,5 @@ class SampleLog:
                 yield json.loads(line)
 
     def commits(self) -> list[Commit]:
-        if not self.commits_path.exists():
-            return []
-        out = []
-        with self.commits_path.open("rb") as fh:
-            for line in fh:
-                out.append(Commit(**json.loads(line)))
-        return out
+        """The commit records up to the first torn or unreadable one (a live run may be writing it)."""
+        return [Commit(**c) for c in read_jsonl(self.commits_path, "prefix")]

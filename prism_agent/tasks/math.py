@@ -3,7 +3,7 @@
 Extraction takes the last `\\boxed{…}` with balanced braces (escaped `\\{`, `\\}` do not count), so a
 solution that boxes intermediate results votes with its final one. A completion cut off inside its last
 box (unbalanced) has no final answer: it is dropped rather than read from an earlier box. (Voting also
-drops answers longer than its `max_answer_chars`, 300 as in the paper; see `quality.config`.)
+drops answers longer than its `max_answer_chars`, 300 as in the paper; see `config/vote.py`.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The kill -9 harness of issue 7, shared by tests/test_reliability_kill.py and bench/chaos_kill.py.
+"""The kill -9 harness (RELIABILITY.md), shared by tests/test_reliability_kill.py and bench/chaos_kill.py.
 
 It runs `prism-agent run` as a subprocess, SIGKILLs it at random moments (anywhere: model loading, a decode
 batch, a feature-shard write, an append to the sample log, a SQLite commit), starts it again, and finally

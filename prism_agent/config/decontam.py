@@ -1,4 +1,4 @@
-"""Decontamination settings (METHOD §2 step 8): word n-gram overlap, then a paraphrase judge.
+"""Decontamination settings (README, "Quality gates"): word n-gram overlap, then a paraphrase judge.
 
 Stage 1 has two rules. `lsh` (default): a MinHash LSH index over the benchmark items' n-gram sets
 retrieves the items whose estimated Jaccard similarity with the sample reaches `lsh_threshold`, and an
