@@ -197,7 +197,8 @@ def strip_free(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _one_line(exc: ValidationError, prefix: str = "") -> str:
+def validation_line(exc: ValidationError, prefix: str = "") -> str:
+    """A pydantic ValidationError as one line: the first failing field (dotted path) and its message."""
     first = exc.errors()[0]
     where = prefix + ".".join(str(p) for p in first["loc"]) or "config"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -238,6 +239,6 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
         key = ""
         return RunConfig(**data, **nested, roles=parsed_roles)
     except ValidationError as exc:
-        raise BadInputError(f"{where}{_one_line(exc, f'{key}.' if key else '')}") from None
+        raise BadInputError(f"{where}{validation_line(exc, f'{key}.' if key else '')}") from None
     except TypeError as exc:  # an unknown top-level key
         raise BadInputError(f"{where}{exc}") from None
