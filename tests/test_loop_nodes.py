@@ -489,3 +489,18 @@ def test_commit_resumed_after_a_kill_between_its_feature_append_and_its_sample_r
     assert len(store) == 18 and store.ids()[16:] == [x["id"] for x in cands]
     assert record.features == 18
     assert sorted(p.name for p in ctx.paths.features.glob("shard-*.npy")) == ["shard-000000.npy", "shard-000001.npy"]
+
+
+def test_every_graph_choice_of_the_config_has_a_registered_strategy_and_a_graph():
+    import importlib
+    from typing import get_args
+
+    from prism_agent.config.run import RunConfig
+    from prism_agent.loop.strategy import STRATEGIES, get_strategy
+
+    choices = set(get_args(RunConfig.model_fields["graph"].annotation))
+    assert choices == set(STRATEGIES)
+    for name in choices:
+        strategy = get_strategy(name)
+        assert strategy.name == name
+        assert importlib.import_module(f"prism_agent.graphs.{strategy.graph}").builder is not None

@@ -57,6 +57,13 @@ class RunContext:
         return task
 
     @cached_property
+    def strategy(self):
+        """How this run picks few-shot examples and keeps candidates (`loop/strategy.py`), by its graph."""
+        from prism_agent.loop.strategy import get_strategy
+
+        return get_strategy(self.cfg.graph)
+
+    @cached_property
     def replay(self):
         from prism_agent.generators import ReplayStore
 

@@ -70,7 +70,7 @@ class Runner:
         self.stop.__enter__()  # before anything is reported: a signal from now on is handled
         try:
             self._conn = sqlite3.connect(self.ctx.paths.checkpoints, check_same_thread=False)
-            builder = importlib.import_module(f"prism_agent.graphs.{self.ctx.cfg.graph}").builder
+            builder = importlib.import_module(f"prism_agent.graphs.{self.ctx.strategy.graph}").builder
             self.graph = builder.compile(checkpointer=SqliteSaver(self._conn))
             self.thread = {"configurable": {"thread_id": self.ctx.manifest.run_id}, "recursion_limit": RECURSION_LIMIT}
             self.pending = tuple(self.graph.get_state(self.thread).next)

@@ -182,26 +182,11 @@ def cluster(ctx: RunContext, r: int) -> dict:
     return {"k": round_.k, "sparse": int(round_.sparse.mask.sum()), "pool": round_.n}
 
 
-def _cluster_round(ctx: RunContext, r: int):
-    from prism_agent.cluster.artifacts import load_round
-
-    return load_round(ctx.paths.clusters, r, mmap=True)
-
-
 def _fewshot_picks(ctx: RunContext, r: int) -> list:
-    """Few-shot examples of each request of round r: from one sparse cluster (prismatic), or random pool
-    samples (vanilla; the pool is the feature store's rows, seeds then accepted samples)."""
-    cfg, shots = ctx.cfg, ctx.cfg.generation.shots
+    """Few-shot examples of each request of round r, as the run's strategy picks them."""
+    cfg = ctx.cfg
     seeds = [[cfg.seed, r, j] for j in range(cfg.requests_per_round())]
-    if cfg.graph == "vanilla":
-        from prism_agent.cluster.fewshot import FewShotPick
-        from prism_agent.gradients.store import FeatureStore
-
-        n = len(FeatureStore.load(ctx.paths.features))  # the pool's rows, without loading the proxy
-        return [FewShotPick(mode="pool", cluster=None, positions=np.random.default_rng(s).choice(
-            n, size=min(shots, n), replace=False).astype(np.int64)) for s in seeds]
-    round_ = _cluster_round(ctx, r)
-    return [round_.pick_fewshot(s, shots=shots) for s in seeds]
+    return ctx.strategy.fewshot_picks(ctx, r, seeds, cfg.generation.shots)
 
 
 def generate(ctx: RunContext, r: int) -> dict:
@@ -263,24 +248,14 @@ def vote(ctx: RunContext, r: int) -> dict:
 
 
 def reject(ctx: RunContext, r: int) -> dict:
-    """Featurize the voted candidates and keep those whose nearest centroid is a sparse cluster (vanilla:
-    keep every featurized one; its features still feed G-Vendi)."""
+    """Featurize the voted candidates and keep those the run's strategy keeps (prismatic: nearest a sparse
+    centroid; vanilla: every featurized one)."""
     if (summary := done(ctx, r, "reject")) is not None:
         return summary
     rows = read_rows(ctx, r, "vote")
     started = time.perf_counter()
     feats, kept = _featurize(ctx, rows)
-    out, keep_feats = [], []
-    if ctx.cfg.graph == "vanilla":
-        out = [rows[i] for i in kept]
-        keep_feats = list(feats)
-    elif len(kept):
-        decision = _cluster_round(ctx, r).decide(feats)
-        for idx, row_i in enumerate(kept):
-            if bool(decision.accepted[idx]):
-                out.append({**rows[row_i], "nearest_cluster": int(decision.labels[idx]),
-                            "cosine": round(float(decision.cosines[idx]), 4)})
-                keep_feats.append(feats[idx])
+    out, keep_feats = ctx.strategy.keep(ctx, r, [rows[i] for i in kept], feats)
     arr = np.stack(keep_feats).astype(np.float32) if keep_feats else np.zeros((0, feats.shape[1]), np.float32)
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
     write_atomic(ctx.paths.round_dir(r) / "reject.npy", lambda fh: np.save(fh, arr))
