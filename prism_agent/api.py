@@ -49,8 +49,10 @@ class Run:
                  judge: str | None = None, proxy: str | None = None, per_round: int | None = None,
                  max_rounds: int | None = None, prompts: str | Path | None = None, force_config: bool = False,
                  **settings: Any):
+        from prism_agent.cli.console import quiet_libraries
         from prism_agent.loop.setup import preflight, run_config
 
+        quiet_libraries()  # as the CLI: no model hub, no library progress bars
         self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / task
         overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seeds) if seeds else None,
                      "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round, "max_rounds": max_rounds,
@@ -117,11 +119,13 @@ def measure(data: str | Path, *, proxy: str | None = None, featurizer: str = "fa
     `device`, `threads`, …) with the CLI's defaults. Features are cached as by the CLI."""
     from pydantic import ValidationError
 
+    from prism_agent.cli.console import quiet_libraries
     from prism_agent.config.featurize import FeaturizerConfig
     from prism_agent.config.run import validation_line
     from prism_agent.data.reader import Fields
     from prism_agent.measure import measure as run_measure
 
+    quiet_libraries()
     try:
         config = FeaturizerConfig(kind=featurizer, max_length=max_tokens, **settings)
     except ValidationError as exc:
