@@ -64,17 +64,20 @@ class Run:
         if note:
             warnings.warn(note, stacklevel=2)
         self.result: RunResult | None = None
+        self._ctx = None
 
     def stream(self) -> Iterator[Update]:
         """Run (or resume) the loop, yielding each finished step; `self.result` is set when it ends. Ctrl-C
         stops after the current step (twice: at once); nothing finished is lost, and calling `stream()` or
         `run()` again resumes."""
+        self.result = None
         from prism_agent.loop.context import RunContext
         from prism_agent.loop.runner import Runner, environment_errors
 
         with environment_errors(self.run_dir, f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"):
-            ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config)
-            with Runner(ctx) as runner:
+            if self._ctx is None:  # opened once: a second stream() in this process keeps the loaded models
+                self._ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config)
+            with Runner(self._ctx) as runner:
                 updates = runner.stream()
                 try:
                     for update in updates:

@@ -86,8 +86,9 @@ def test_stream_stop_resume_from_a_copied_folder_status_export(settings, tmp_pat
     assert _cli("export", copy, "--format", "jsonl", "--out", tmp_path / "cli.jsonl").returncode == 0
     assert n == result.accepted and (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "cli.jsonl").read_bytes()
 
-    again = Run(run_dir=copy, **settings).run()  # a finished run: nothing left to do
+    again = resumed.run()  # a finished run, in the same process: no round left, the loaded run reused
     assert again.finished and again.accepted == result.accepted and again.stop_reason == result.stop_reason
+    assert [e["round"] for e in _events(copy) if e["kind"] == "generate"] == [1]
 
 
 def test_measure_equals_the_cli_json(tmp_path, tiny_llama_dir):
