@@ -60,9 +60,7 @@ class Run:
         self.config = run_config(self.run_dir, Path(config) if config else None, overrides,
                                  {"generator": generator, "solver": solver, "judge": judge})
         self.force_config = force_config
-        note = preflight(self.run_dir, self.config, force=force_config)
-        if note:
-            warnings.warn(note, stacklevel=2)
+        preflight(self.run_dir, self.config, force=force_config, note=lambda text: warnings.warn(text, stacklevel=3))
         self.result: RunResult | None = None
         self._ctx = None
 

@@ -136,3 +136,19 @@ def test_bad_measure_input_is_one_line(tmp_path):
     assert "\n" not in str(info.value) and "kind" in str(info.value)
     with pytest.raises(BadInputError, match="format="):
         Run(task="nli", target=2, run_dir=tmp_path / "r").export(tmp_path / "out.csv")
+
+
+def test_a_changed_config_is_refused_unless_forced_then_a_warning(tmp_path):
+    from prism_agent.config.run import build_run_config
+    from prism_agent.loop.context import RunContext
+
+    root = tmp_path / "run"
+    ctx = RunContext(root, build_run_config(None, {"task": "nli", "target": "2"}))
+    ctx.pool.write_seeds([{"id": f"seed:{i}", "prompt": f"Premise: A dog runs {i}.\nHypothesis: An animal moves.",
+                           "response": "entailment"} for i in range(8)])
+    before = _snapshot(root)
+    with pytest.raises(BadInputError, match=r"differs in: per_round: \(unset\) → 7"):
+        Run(task="nli", target=2, run_dir=root, per_round=7)
+    with pytest.warns(UserWarning, match=r"changed config \(.*per_round: \(unset\) → 7"):
+        Run(task="nli", target=2, run_dir=root, per_round=7, force_config=True)
+    assert _snapshot(root) == before  # checked only: the run directory is written when the loop starts

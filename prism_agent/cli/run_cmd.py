@@ -128,9 +128,8 @@ def run(
                  "prompts": str(prompts) if prompts else None}
     cfg = run_config(root, config, overrides, {"generator": generator, "solver": solver, "judge": judge})
     force = force_config or allow_config_change
-    note = preflight(root, cfg, force=force)
-    if note:
-        err.print(f"note: --force-config: {note}", highlight=False, markup=False, soft_wrap=True)
+    preflight(root, cfg, force=force, note=lambda text: err.print(f"note: --force-config: {text}", highlight=False,
+                                                                  markup=False, soft_wrap=True))
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
     with environment_errors(root, resume):
         ctx = RunContext.open(root, cfg, allow_config_change=force)

@@ -5,6 +5,7 @@ specs, overrides) and the checks made before anything is written or loaded. Shar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,11 @@ def run_config(root: Path, config: Path | None, overrides: dict[str, Any],
     return cfg
 
 
-def preflight(root: Path, cfg: RunConfig, *, force: bool = False) -> str | None:
+def preflight(root: Path, cfg: RunConfig, *, force: bool = False, note: Callable[[str], None] | None = None) -> None:
     """Everything that can be checked without writing or loading a model: the task and its prompt templates,
     the run directory, seeds, models, endpoints. Bad input then costs seconds and leaves the run directory
-    as it was. Returns a note on the config changes `force` let through (None: none)."""
+    as it was. The config changes `force` let through are told to `note` as soon as they are known (before a
+    later check fails)."""
     from prism_agent.run import preflight as checks
     from prism_agent.run.manifest import describe
     from prism_agent.run.paths import RunPaths
@@ -78,7 +80,8 @@ def preflight(root: Path, cfg: RunConfig, *, force: bool = False) -> str | None:
     task.check_templates()
     paths = RunPaths(root)
     changes = checks.check_run_dir(paths, cfg, force=force)
+    if changes and note is not None:
+        note(f"continuing {root} with a changed config ({describe(changes)})")
     checks.check_seeds(paths, cfg, task.seeds)
     checks.check_models(cfg)
     checks.check_endpoints(cfg)
-    return f"continuing {root} with a changed config ({describe(changes)})" if changes else None
