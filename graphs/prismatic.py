@@ -1,4 +1,4 @@
-"""The Prismatic loop as a LangGraph state machine (METHOD §2, DESIGN "data flow of one round").
+"""The Prismatic loop as a LangGraph state machine (README "Generating data": the steps of one round).
 
     prepare → measure ─┬─▶ END (target reached, `patience` rounds in a row accepted nothing, or `max_rounds`)
                        └─▶ cluster → generate → vote → reject → decontaminate → commit → measure …

@@ -1,4 +1,4 @@
-"""Node-level tests of the loop (issue 6): the steps of `prism_agent/loop/steps.py` and the nodes of
+"""Node-level tests of the loop: the steps of `prism_agent/loop/steps.py` and the nodes of
 `graphs/prismatic.py` over a real run directory, one step at a time.
 
 Fast tests use a run directory with no model at all (the step under test must not need one: routing, a

@@ -1,4 +1,4 @@
-"""One round of the Prismatic loop as steps over files (METHOD §2 steps 3–9).
+"""One round of the Prismatic loop as steps over files (README "Generating data"; Jung et al., arXiv 2505.20161).
 
 Each step reads the previous step's file in the round folder and writes its own: `<step>.jsonl` (the rows
 it keeps) then `<step>.json` (its counts), both atomically. A step whose `.json` exists is done and is
