@@ -68,9 +68,10 @@ class Run:
         """Run (or resume) the loop, yielding each finished step; `self.result` is set when it ends. Ctrl-C
         stops after the current step (twice: at once); nothing finished is lost, and calling `stream()` or
         `run()` again resumes."""
-        self.result = None
         from prism_agent.loop.context import RunContext
         from prism_agent.loop.runner import Runner, environment_errors
+
+        self.result = None
 
         with environment_errors(self.run_dir, f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"):
             if self._ctx is None:  # opened once: a second stream() in this process keeps the loaded models
