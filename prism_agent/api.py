@@ -47,8 +47,8 @@ class Run:
                  config: str | Path | None = None, graph: str | None = None, seeds: list[str] | None = None,
                  seed_sample: int | None = None, generator: str | None = None, solver: str | None = None,
                  judge: str | None = None, proxy: str | None = None, per_round: int | None = None,
-                 max_rounds: int | None = None, prompts: str | Path | None = None, force_config: bool = False,
-                 **settings: Any):
+                 max_rounds: int | None = None, prompts: str | Path | None = None, dtype: str | None = None,
+                 force_config: bool = False, **settings: Any):
         from prism_agent.cli.console import quiet_libraries
         from prism_agent.loop.setup import preflight, run_config
 
@@ -57,8 +57,9 @@ class Run:
         overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seeds) if seeds else None,
                      "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round, "max_rounds": max_rounds,
                      "prompts": str(prompts) if prompts else None, **settings}
-        self.config = run_config(self.run_dir, Path(config) if config else None, overrides,
-                                 {"generator": generator, "solver": solver, "judge": judge})
+        self.config, self.compute = run_config(self.run_dir, Path(config) if config else None, overrides,
+                                               {"generator": generator, "solver": solver, "judge": judge},
+                                               dtype=dtype)
         self.force_config = force_config
         preflight(self.run_dir, self.config, force=force_config, note=lambda text: warnings.warn(text, stacklevel=3))
         self.result: RunResult | None = None
@@ -76,6 +77,9 @@ class Run:
         with environment_errors(self.run_dir, f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"):
             if self._ctx is None:  # opened once: a second stream() in this process keeps the loaded models
                 self._ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config)
+                self._ctx.compute = self.compute  # the reasons as first resolved ("auto: …"), as the CLI shows them
+                for note in self.compute.notes:
+                    warnings.warn(note, stacklevel=2)
             with Runner(self._ctx) as runner:
                 updates = runner.stream()
                 try:

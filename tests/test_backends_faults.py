@@ -20,9 +20,31 @@ def _upstream(server) -> str:
     return server.base_url.rsplit("/v1", 1)[0]
 
 
-def _cfg(url: str, **extra):
-    return parse_backend({"backend": "openai", "base_url": url, "model": "smollm2", "max_concurrency": 4,
-                          "timeout_s": 1.5, "backoff_base_s": 0.05, "backoff_max_s": 0.3, **extra})
+CONCURRENCY = 4
+_TIMEOUT: list[float] = []
+
+
+def _timeout(server) -> float:
+    """The client's per-call timeout: 1.5 s, or longer on a machine where a real call can take that long.
+    The server answers one call at a time, so a call may wait behind CONCURRENCY - 1 others; a real call that
+    timed out would be a retry nobody injected, and the exact retry counts below would fail on a slow CPU. The
+    injected `slow` fault always holds a call 1 s past this timeout, so each one is still a timeout."""
+    if not _TIMEOUT:
+        import time
+
+        gen = make_generator(parse_backend({"backend": "openai", "base_url": server.base_url, "model": "smollm2"}))
+        worst = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            gen.generate_sync(_batch(1))
+            worst = max(worst, time.perf_counter() - t)
+        _TIMEOUT.append(max(1.5, 3.0 * CONCURRENCY * worst))
+    return _TIMEOUT[0]
+
+
+def _cfg(url: str, timeout_s: float, **extra):
+    return parse_backend({"backend": "openai", "base_url": url, "model": "smollm2", "max_concurrency": CONCURRENCY,
+                          "timeout_s": timeout_s, "backoff_base_s": 0.05, "backoff_max_s": 0.3, **extra})
 
 
 def _batch(k: int) -> list[GenRequest]:
@@ -33,14 +55,16 @@ def _batch(k: int) -> list[GenRequest]:
 @pytest.fixture
 def injector(llamacpp_server):
     # every kind once (scripted), then 45 % of calls at random
-    inj = FaultInjector(_upstream(llamacpp_server), rate=0.45, seed=3, slow_s=2.5, retry_after_s=0.2,
+    timeout = _timeout(llamacpp_server)
+    inj = FaultInjector(_upstream(llamacpp_server), rate=0.45, seed=3, slow_s=timeout + 1.0, retry_after_s=0.2,
                         script=list(FAULTS)).start()
+    inj.timeout_s = timeout
     yield inj
     inj.stop()
 
 
 def test_every_request_completes_through_faults(injector):
-    gen = make_generator(_cfg(injector.base_url, max_retries=12))
+    gen = make_generator(_cfg(injector.base_url, injector.timeout_s, max_retries=12))
     results = gen.generate_sync(_batch(24))
     assert len(results) == 24 and all(r.texts[0] for r in results)
     injected = {f: injector.counts[f] for f in FAULTS}
@@ -55,7 +79,7 @@ def test_every_request_completes_through_faults(injector):
 def test_retry_after_is_honoured(llamacpp_server):
     inj = FaultInjector(_upstream(llamacpp_server), rate=0.0, retry_after_s=1.2, script=["429", "ok"]).start()
     try:
-        gen = make_generator(_cfg(inj.base_url, max_retries=2, backoff_base_s=0.01))
+        gen = make_generator(_cfg(inj.base_url, _timeout(llamacpp_server), max_retries=2, backoff_base_s=0.01))
         gen.generate_sync(_batch(1))
     finally:
         inj.stop()
@@ -68,7 +92,8 @@ def test_exhausted_retries_fail_loudly_and_keep_finished_calls(llamacpp_server, 
     inj = FaultInjector(_upstream(llamacpp_server), rate=1.0, faults=("500",), script=["ok"] * 3).start()
     store = ReplayStore(tmp_path / "calls.sqlite")
     try:
-        gen = ReplayingGenerator(make_generator(_cfg(inj.base_url, max_retries=2, max_concurrency=1,
+        gen = ReplayingGenerator(make_generator(_cfg(inj.base_url, _timeout(llamacpp_server), max_retries=2,
+                                                     max_concurrency=1,
                                                      initial_concurrency=1)), store)
         seen: list[int] = []
 

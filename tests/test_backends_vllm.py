@@ -13,6 +13,7 @@ import pytest
 from prism_agent.config.backends import parse_backend
 from prism_agent.generators import GenRequest, make_generator
 from tests.conftest import ROOT
+from tests.support.limits import hang_limit
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +22,7 @@ Q = [{"role": "user", "content": "Give me a random animal name."}]
 
 def test_inprocess_engine_honours_n_and_seeds(smollm2_dir):
     proc = subprocess.run([sys.executable, "-m", "tests.support.vllm_inprocess"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=hang_limit(600))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     sampled, greedy, stopped, chosen = out["first"]

@@ -14,12 +14,13 @@ import time
 
 import pytest
 
+from tests.support.limits import hang_limit
 from tests.support.tiny import benchmark_head
 
 pytestmark = pytest.mark.slow
 
 
-def _cli(*args, env=None, timeout=1500):
+def _cli(*args, env=None, timeout=hang_limit(1500)):
     return subprocess.run([sys.executable, "-m", "prism_agent.cli.app", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -50,7 +51,7 @@ def test_kill_resume_extend_refuse_export(setup):
     args = ["run", "--task", "nli", "--target", "2", "--config", str(cfg), "--run-dir", str(run_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "prism_agent.cli.app", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + hang_limit(900)
     while time.monotonic() < deadline and proc.poll() is None:
         if any(e["kind"] == "vote" for e in _events(run_dir)):
             break
@@ -62,6 +63,11 @@ def test_kill_resume_extend_refuse_export(setup):
     resumed = _cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming at" in resumed.stderr
+    from prism_agent.models.dtype import resolve_dtype
+
+    kept = json.loads((run_dir / "manifest.json").read_text())["config"]["featurizer"]["dtype"]
+    assert kept == resolve_dtype("auto", "cpu").name  # a new run records what `auto` resolved to here
+    assert f"compute: featurizer {kept} (kept from the run's start" in resumed.stderr
     status = json.loads(_cli("status", str(run_dir), "--json").stdout)
     assert status["complete"] and status["accepted"] == 2 and status["target"] == 2
     gen_events = [e["round"] for e in _events(run_dir) if e["kind"] == "generate"]

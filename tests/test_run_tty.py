@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.limits import hang_limit
 from tests.support.tiny import benchmark_head
 
 pytestmark = pytest.mark.slow
@@ -100,7 +101,7 @@ class TtyRun:
         return plain(self.raw)
 
 
-def run_on_tty(args: list[str], *, timeout: float = 480, ctrl_c_after: str | None = None) -> TtyRun:
+def run_on_tty(args: list[str], *, timeout: float = hang_limit(480), ctrl_c_after: str | None = None) -> TtyRun:
     """`python -m prism_agent.cli.app ARGS` with stdin, stdout and stderr on a 120×40 pseudo-terminal (its
     controlling terminal); everything it writes is read until it exits. With `ctrl_c_after`, Ctrl-C is typed
     once that text shows on the screen."""

@@ -51,7 +51,9 @@ def check(
     for res in results:
         honoured = "yes" if res.n_honoured else (
             f"no (the backend returned {res.n_native} of {res.n_requested}; the rest were topped up)")
-        out.print(f"[bold]{', '.join(res.roles)}[/]: {res.backend} · {res.model_id}", highlight=False)
+        dtype = f" · {res.dtype} ({res.dtype_reason})" if res.dtype else ""
+        out.print(f"[bold]{', '.join(res.roles)}[/]: {res.backend} · {res.model_id}{dtype}", highlight=False,
+                  soft_wrap=True)
         out.print(f"  load {res.load_s:.1f} s · latency {res.latency_s:.2f} s · {res.tokens_per_s:.1f} tokens/s · "
                   f"n honoured: {honoured}", highlight=False)
         out.print(f"  sample: {res.sample!r}", highlight=False, markup=False)

@@ -42,8 +42,9 @@ def measure(
     batch_tokens: Annotated[int, typer.Option(help="fast: padded tokens per batch")] = _default("batch_tokens"),
     exact_batch: Annotated[int, typer.Option(help="exact: gradients projected together (memory: "
                                              "≈0.27 GB each for a 135M proxy)")] = _default("exact_batch"),
-    dtype: Annotated[str, typer.Option(help="fast: autocast dtype; exact: projection dtype "
-                                       "(bfloat16 | float32)")] = _default("dtype"),
+    dtype: Annotated[str, typer.Option(help="fast: autocast dtype; exact: projection dtype (auto | bfloat16 | "
+                                       "float32); auto: bfloat16 where the device runs it natively (CUDA with "
+                                       "bf16, CPUs with AMX or AVX512-BF16), else float32")] = _default("dtype"),
     max_tokens: Annotated[int | None, typer.Option(help="token cap per sample: longer responses are "
                                                    "truncated, prompts that leave no room are skipped; "
                                                    "both counted [default: proxy context]")] = None,
@@ -98,6 +99,7 @@ def _print_one(row: dict) -> None:
     if row["embedding_vendi"] is not None:
         parts.append(f"embedding Vendi={row['embedding_vendi']:.3f}")
     parts.append(f"{row['seconds']:.1f}s")
+    parts.append(f"{row['dtype']} ({row['dtype_reason']})")
     if row["samples_per_s"]:
         parts.append(f"{row['samples_per_s']:.2f} samples/s ({row['computed']} computed)")
     else:

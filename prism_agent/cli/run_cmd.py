@@ -60,7 +60,8 @@ def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
 
     from prism_agent.ui.dashboard import Dashboard
 
-    dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {})
+    dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {},
+                     compute=ctx.compute.short())
     with Live(dash, console=out, refresh_per_second=2, transient=False) as live, _say_through(stop, live.console):
         for update in updates:
             node, data = next(iter(update.items()))
@@ -112,6 +113,10 @@ def run(
     allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
                                              help="old name of --force-config"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
+    dtype: str | None = typer.Option(None, "--dtype", help="compute dtype of the featurizer and the embedded "
+                                     "backends: auto (bfloat16 where the hardware runs it natively: CUDA with "
+                                     "bf16, CPUs with AMX or AVX512-BF16; else float32) | bfloat16 | float32. "
+                                     "[default: auto; an existing run keeps its featurizer's]"),
 ) -> None:
     """Grow a gradient-diverse dataset: measure → cluster → few-shot from sparse clusters → generate → vote →
     reject by nearest centroid → decontaminate → commit, until --target samples are accepted.
@@ -126,7 +131,8 @@ def run(
     overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seed) if seed else None,
                  "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round, "max_rounds": max_rounds,
                  "prompts": str(prompts) if prompts else None}
-    cfg = run_config(root, config, overrides, {"generator": generator, "solver": solver, "judge": judge})
+    cfg, compute = run_config(root, config, overrides, {"generator": generator, "solver": solver, "judge": judge},
+                              dtype=dtype)
     force = force_config or allow_config_change
     preflight(root, cfg, force=force, note=lambda text: err.print(f"note: --force-config: {text}", highlight=False,
                                                                   markup=False, soft_wrap=True))
@@ -135,6 +141,9 @@ def run(
         ctx = RunContext.open(root, cfg, allow_config_change=force)
         err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
                   markup=False, soft_wrap=True)
+        for line in (compute.header(), *compute.notes):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
+        ctx.compute = compute  # the header's reasons ("auto: …"), not the re-pinned config's
         _loop(ctx, root, resume, plain)
 
 

@@ -41,12 +41,14 @@ class _Backend(BaseModel):
 
 
 class LocalBackendConfig(_Backend):
-    """Embedded transformers generation: no server, no compiler; bf16 on CPU."""
+    """Embedded transformers generation: no server, no compiler; bf16 where the hardware runs it natively."""
 
     backend: Literal["local"] = "local"
     model: str = Field(DEFAULT_PROXY, description="pinned model name or a local Hugging Face folder")
     batch_size: int = Field(32, ge=1, description="sequences decoded together (left-padded)")
-    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="auto: bfloat16 where the device runs it natively (CUDA with bf16, CPUs with AMX or "
+        "AVX512-BF16), else float32")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch CPU threads while generating; default: every "
                                  "core this process may use (the featurizer keeps its own setting)")
@@ -88,7 +90,9 @@ class VLLMBackendConfig(_Backend):
 
     backend: Literal["vllm"] = "vllm"
     model: str = Field(DEFAULT_PROXY, description="pinned model name or a local Hugging Face folder")
-    dtype: Literal["bfloat16", "float16", "float32", "auto"] = "bfloat16"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto: bfloat16 where the device runs it natively, else float32 on a CPU and float16 "
+        "on a GPU")
     max_model_len: int | None = Field(4096, ge=64)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)

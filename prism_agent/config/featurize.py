@@ -25,14 +25,18 @@ class FeaturizerConfig(BaseModel):
     batch_tokens: int = Field(2048, ge=16, description="fast: padded tokens per batch (B·T_max)")
     max_batch: int = Field(64, ge=1, description="fast: samples per batch at most")
     exact_batch: int = Field(16, ge=1, description="exact: per-sample gradients projected together")
-    dtype: Literal["bfloat16", "float32"] = Field(
-        "bfloat16", description="fast: autocast dtype; exact: projection-matrix dtype (gradients are fp32)"
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="fast: autocast dtype; exact: projection-matrix dtype (gradients are fp32); auto: "
+        "bfloat16 where the device runs it natively (CUDA with bf16, CPUs with AMX or AVX512-BF16), else float32"
     )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int = Field(1, ge=1, description="torch CPU threads (1 per process is most robust on 2 cores)")
     max_length: int | None = Field(None, ge=8, description="token cap per sample; default the proxy context")
 
     def identity(self) -> dict:
-        """The fields that change feature values (not speed): what a feature store is keyed by."""
+        """The fields that change feature values (not speed): what a feature store is keyed by. The dtype
+        must be resolved first (`gradients.base.resolve_featurizer`): "auto" names no feature space."""
+        if self.dtype == "auto":
+            raise ValueError("FeaturizerConfig.identity() needs a resolved dtype, not 'auto'")
         keys = ["kind", "dim", "seed", "dtype"] + (["rank_in", "rank_out"] if self.kind == "fast" else [])
         return {k: getattr(self, k) for k in keys}

@@ -168,12 +168,14 @@ FREE_FIELDS: tuple[str, ...] = (
     "target", "patience", "max_rounds",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
+    "roles.*.dtype",
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
     "roles.*.latency_factor",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, timeouts and retries, and the featurizer's threads and batch sizes")
+                "batch size, threads, embedded backends' dtype, timeouts and retries, and the featurizer's threads and "
+                "batch sizes")
 
 
 def is_free(field: str) -> bool:

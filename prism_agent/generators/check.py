@@ -29,6 +29,8 @@ class CheckResult(BaseModel):
     n_requested: int
     n_native: int
     sample: str
+    dtype: str | None = None  # embedded engines: what the model computes in, and why (None for endpoints)
+    dtype_reason: str | None = None
 
     @property
     def n_honoured(self) -> bool:
@@ -67,6 +69,7 @@ async def _probe(cfg: AnyBackend, timeout_s: float) -> CheckResult:
         if hasattr(gen, "engine"):  # embedded engines load their model first; time it apart from the request
             await asyncio.to_thread(lambda: gen.engine)
         load_s = time.perf_counter() - loading
+        choice = getattr(gen.engine, "dtype", None) if hasattr(gen, "engine") else None
         request = GenRequest.chat(PROBE, n=PROBE_N, temperature=0.7, max_tokens=16, seed=0)
         started = time.perf_counter()
         result = (await gen.generate([request]))[0]
@@ -76,6 +79,7 @@ async def _probe(cfg: AnyBackend, timeout_s: float) -> CheckResult:
             completion_tokens=result.usage.completion_tokens,
             tokens_per_s=result.usage.completion_tokens / latency if latency > 0 else 0.0,
             n_requested=PROBE_N, n_native=result.native_choices, sample=result.texts[0].strip()[:60],
+            dtype=choice.name if choice else None, dtype_reason=choice.reason if choice else None,
         )
     finally:
         await gen.aclose()

@@ -23,6 +23,7 @@ from prism_agent.generators import grouped_attention
 from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
 from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows, row_seed
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
+from prism_agent.models.dtype import backend_dtype
 
 __all__ = ["LocalGenerator", "row_seed"]
 
@@ -57,8 +58,8 @@ class _Engine:
         from prism_agent.gradients.proxy import load_proxy, resolve_proxy_path
         from prism_agent.models.fingerprint import model_identity
 
-        dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
-        proxy = load_proxy(cfg.model, device=cfg.device, dtype=dtype)
+        self.dtype = backend_dtype(cfg.dtype, cfg.device)
+        proxy = load_proxy(cfg.model, device=cfg.device, dtype=self.dtype.torch)
         self.model, self.tokenizer, self.device = proxy.model, proxy.tokenizer, proxy.device
         if self.device.type == "cpu":  # on a CPU, attention that does not copy the KV cache per query head is
             self.model.set_attn_implementation(grouped_attention.register())  # fastest (BENCHMARKS.md)
@@ -110,7 +111,7 @@ class LocalGenerator(EmbeddedGenerator):
         return _Engine(self.cfg)
 
     def _engine_key(self) -> str:  # batch size and threads do not change the loaded model
-        return f"{self.cfg.model}|{self.cfg.dtype}|{self.cfg.device}"
+        return f"{self.cfg.model}|{backend_dtype(self.cfg.dtype, self.cfg.device).name}|{self.cfg.device}"
 
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         if not requests:

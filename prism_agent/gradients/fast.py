@@ -79,6 +79,7 @@ class FastFeaturizer(Featurizer):
         model = proxy.model
         for p in model.parameters():
             p.requires_grad_(False)
+        config = self.config  # with its dtype resolved
         self.cdtype = DTYPES[config.dtype]
         self.decoder = getattr(model, model.base_model_prefix)
         self.embedding = model.get_input_embeddings()

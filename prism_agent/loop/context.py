@@ -33,8 +33,11 @@ class RunContext:
     allow_config_change: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
+        from prism_agent.run.dtypes import pin_dtypes
+
         self.root = Path(self.root)
         self.paths = RunPaths(self.root)
+        self.cfg, self.compute = pin_dtypes(self.paths, self.cfg)  # "auto" decided once; a resumed run keeps its own
         self.manifest: Manifest = open_manifest(self.paths, self.cfg, allow_config_change=self.allow_config_change)
         self.pool = Pool(self.paths)
         self.events = EventLog(self.paths.events)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prism_agent.config.backends import parse_backend
 from prism_agent.config.run import RunConfig
 from prism_agent.errors import BadInputError, PrismError
+
+if TYPE_CHECKING:
+    from prism_agent.run.dtypes import ComputeDtypes
 
 ROLE_SPECS = "local | local:MODEL | vllm:MODEL | openai:MODEL@BASE_URL"
 
@@ -44,12 +47,17 @@ def graph_of(root: Path) -> str | None:
 
 
 def run_config(root: Path, config: Path | None, overrides: dict[str, Any],
-               roles: dict[str, str | None] | None = None) -> RunConfig:
+               roles: dict[str, str | None] | None = None, dtype: str | None = None) -> tuple[RunConfig, ComputeDtypes]:
     """The run's config: the TOML file `config` (if any), `overrides` on top (None: not given), and role specs
     (`{"generator": "openai:M@URL"}`) over the file's role tables. Without a graph named anywhere, an existing
-    run directory keeps its own (resuming a vanilla run needs no `graph`)."""
+    run directory keeps its own (resuming a vanilla run needs no `graph`). `dtype` (auto | bfloat16 | float32)
+    sets the featurizer's and every embedded backend's. Returns the config with its dtypes pinned (an existing
+    run keeps its featurizer's; preflight compares the config with the manifest) and what they resolved to
+    (`run.dtypes.ComputeDtypes`, for the run's header)."""
     from prism_agent.config.backends import parse_roles, read_toml
     from prism_agent.config.run import build_run_config
+    from prism_agent.run.dtypes import pin_dtypes, with_dtype
+    from prism_agent.run.paths import RunPaths
 
     data = read_toml(config) if config else {}
     tables = dict(data.get("roles", {}))
@@ -62,7 +70,9 @@ def run_config(root: Path, config: Path | None, overrides: dict[str, Any],
     cfg = build_run_config(config, overrides)
     if tables:
         cfg = cfg.model_copy(update={"roles": parse_roles(tables)})
-    return cfg
+    if dtype is not None:
+        cfg = with_dtype(cfg, dtype)
+    return pin_dtypes(RunPaths(root), cfg)
 
 
 def preflight(root: Path, cfg: RunConfig, *, force: bool = False, note: Callable[[str], None] | None = None) -> None:

@@ -35,8 +35,10 @@ def funnel_of(last: dict) -> dict[str, int]:
 
 
 class Dashboard:
-    def __init__(self, run_id: str, task: str, target: int, accepted: int, roles: dict[str, str]):
+    def __init__(self, run_id: str, task: str, target: int, accepted: int, roles: dict[str, str],
+                 compute: str = ""):
         self.run_id, self.task, self.target, self.accepted = run_id, task, target, accepted
+        self.compute = compute  # the compute dtypes, e.g. "featurizer float32 · generator float32"
         self.start_accepted = accepted
         self.started = time.monotonic()
         self.roles = roles
@@ -113,6 +115,8 @@ class Dashboard:
             rate = f"{tok / sec:.1f} tok/s" if sec > 0 else "—"
             speed.add_row(role, model, rate)
         parts = [head, bar, funnel, gv, speed]
+        if self.compute:
+            parts.append(Text(f"compute: {self.compute}", style="dim"))
         if self.errors:
             parts.append(Text("\n".join(self.errors), style="red"))
         if self.stop_reason:

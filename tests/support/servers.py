@@ -14,6 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from prism_agent.models.dtype import resolve_dtype
+from tests.support.limits import hang_limit
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -83,6 +86,6 @@ def start_vllm(folder: Path, log: Path, alias: str = "smollm2") -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
            "--served-model-name", alias, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-           "--max-model-len", "2048", "--dtype", "bfloat16"]
+           "--max-model-len", "2048", "--dtype", resolve_dtype("auto", "cpu").name]
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    return _start(cmd, port, alias, log, ready_s=240, env=env)
+    return _start(cmd, port, alias, log, ready_s=hang_limit(240), env=env)
