@@ -1,4 +1,4 @@
-"""The Prismatic loop as a LangGraph state machine (METHOD §2, DESIGN "data flow of one round").
+"""The Prismatic loop as a LangGraph state machine (README "Generating data": the steps of one round).
 
     prepare → measure ─┬─▶ END (target reached, `patience` rounds in a row accepted nothing, or `max_rounds`)
                        └─▶ cluster → generate → vote → reject → decontaminate → commit → measure …
@@ -9,8 +9,9 @@ directory, counters, the last metrics); samples, candidates and features live in
 every node is idempotent over it, so LangGraph's SQLite checkpointer (in the run directory, thread id =
 run id) can resume a killed run at the node that was running.
 
-`graph` (compiled without a checkpointer) is what `langgraph.json` exposes; `prism-agent run` compiles
-`builder` with the run's checkpointer. Nodes need the run opened in this process (`RunContext.open`).
+`graph` (compiled without a checkpointer) is what `langgraph.json` exposes; the loop's runner
+(`prism_agent.loop.runner`) compiles `builder` with the run's checkpointer. Every node gets the opened run
+(`RunContext`) as LangGraph's runtime context: `graph.stream(..., context=ctx)`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import time
 from typing import TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
 from prism_agent.loop import steps
+from prism_agent.loop.context import RunContext
+
+Rt = Runtime[RunContext]
 
 
 class LoopState(TypedDict, total=False):
@@ -38,14 +43,8 @@ class LoopState(TypedDict, total=False):
     calibration: dict  # the solver's calibration on the seeds (accuracy before/after), when there is one
 
 
-def ctx_of(state: LoopState):
-    from prism_agent.loop.context import RunContext
-
-    return RunContext.of(state["run_dir"])
-
-
-def prepare(state: LoopState) -> LoopState:
-    ctx = ctx_of(state)
+def prepare(state: LoopState, runtime: Rt) -> LoopState:
+    ctx = runtime.context
     info = steps.prepare(ctx)
     steps.reconcile(ctx)
     calibration = steps.calibrate(ctx)
@@ -55,8 +54,8 @@ def prepare(state: LoopState) -> LoopState:
             **({"calibration": calibration} if calibration else {})}
 
 
-def measure(state: LoopState) -> LoopState:
-    ctx = ctx_of(state)
+def measure(state: LoopState, runtime: Rt) -> LoopState:
+    ctx = runtime.context
     m = steps.measure(ctx)
     history = [*state.get("g_vendi_history", []), m["g_vendi"]][-200:]
     ctx.events.emit("measure", round=state.get("round", 0), **m)
@@ -64,8 +63,8 @@ def measure(state: LoopState) -> LoopState:
             "accepted": ctx.pool.accepted.count, "target": ctx.target}
 
 
-def route(state: LoopState) -> str:
-    ctx = ctx_of(state)
+def route(state: LoopState, runtime: Rt) -> str:
+    ctx = runtime.context
     if ctx.pool.accepted.count >= ctx.target:
         return "done"
     if state.get("idle_rounds", 0) >= ctx.cfg.patience:
@@ -75,8 +74,8 @@ def route(state: LoopState) -> str:
     return "next"
 
 
-def finish(state: LoopState) -> LoopState:
-    ctx = ctx_of(state)
+def finish(state: LoopState, runtime: Rt) -> LoopState:
+    ctx = runtime.context
     if ctx.pool.accepted.count >= ctx.target:
         reason = "target reached"
     elif state.get("idle_rounds", 0) >= ctx.cfg.patience:
@@ -87,17 +86,17 @@ def finish(state: LoopState) -> LoopState:
     return {"stop_reason": reason}
 
 
-def cluster(state: LoopState) -> LoopState:
+def cluster(state: LoopState, runtime: Rt) -> LoopState:
     r = state.get("round", 0) + 1
-    ctx = ctx_of(state)
+    ctx = runtime.context
     info = steps.cluster(ctx, r)
     ctx.events.emit("cluster", round=r, **info)
     return {"round": r, "last": {"round": r, "started": time.time(), "cluster": info}}
 
 
 def step_node(name: str, fn):
-    def node(state: LoopState) -> LoopState:
-        ctx = ctx_of(state)
+    def node(state: LoopState, runtime: Rt) -> LoopState:
+        ctx = runtime.context
         info = fn(ctx, state["round"])
         ctx.events.emit(name, round=state["round"], **info)
         return {"last": {**state.get("last", {}), name: info}}
@@ -107,8 +106,8 @@ def step_node(name: str, fn):
 
 
 
-def commit(state: LoopState) -> LoopState:
-    ctx = ctx_of(state)
+def commit(state: LoopState, runtime: Rt) -> LoopState:
+    ctx = runtime.context
     info = steps.commit(ctx, state["round"])
     last = {**state.get("last", {}), "commit": info}
     ctx.events.emit("round", round=state["round"], funnel=last, accepted=ctx.pool.accepted.count,
@@ -122,7 +121,7 @@ def commit(state: LoopState) -> LoopState:
 def loop_builder(opening: list[tuple[str, object]]) -> StateGraph:
     """The loop's graph: prepare → measure → (route) → `opening` nodes in order → vote → reject →
     decontaminate → commit → measure …; each graph differs only in how a round opens."""
-    b = StateGraph(LoopState)
+    b = StateGraph(LoopState, context_schema=RunContext)
     nodes = [("prepare", prepare), ("measure", measure), *opening,
              ("vote", step_node("vote", steps.vote)), ("reject", step_node("reject", steps.reject)),
              ("decontaminate", step_node("decontaminate", steps.decontaminate)), ("commit", commit),

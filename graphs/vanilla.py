@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 
-from prism_agent.graphs.prismatic import LoopState, ctx_of, loop_builder
+from prism_agent.graphs.prismatic import LoopState, Rt, loop_builder
 
 from prism_agent.loop import steps
 
 
-def generate(state: LoopState) -> LoopState:
+def generate(state: LoopState, runtime: Rt) -> LoopState:
     """Start round r and generate it (the prismatic loop starts a round in `cluster`)."""
     r = state.get("round", 0) + 1
-    ctx = ctx_of(state)
+    ctx = runtime.context
     info = steps.generate(ctx, r)
     ctx.events.emit("generate", round=r, **info)
     return {"round": r, "last": {"round": r, "started": time.time(), "generate": info}}

@@ -38,6 +38,13 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _rt(ctx: RunContext):
+    """What the graph hands its nodes when the runner streams it with `context=ctx`."""
+    from langgraph.runtime import Runtime
+
+    return Runtime(context=ctx)
+
+
 def _share(ctx: RunContext, base: RunContext) -> RunContext:
     """Hand `base`'s loaded proxy and featurizer to `ctx` (same settings): what `ctx` would build itself."""
     ctx.__dict__["proxy"] = base.proxy
@@ -66,25 +73,26 @@ def test_route_done_stuck_next_and_finish(tmp_path):
     root = tmp_path / "run"
     ctx = RunContext.open(root, _cfg(tmp_path / "bench.jsonl", target=3, patience=2))
     state = {"run_dir": str(root), "idle_rounds": 0}
-    assert prismatic.route(state) == "next"
-    assert prismatic.route({**state, "idle_rounds": 1}) == "next"
-    assert prismatic.route({**state, "idle_rounds": 2}) == "stuck"  # idle_rounds ≥ patience
-    assert prismatic.route({**state, "idle_rounds": 7}) == "stuck"
-    assert prismatic.route({"run_dir": str(root)}) == "next"  # no idle count yet: 0
+    assert prismatic.route(state, _rt(ctx)) == "next"
+    assert prismatic.route({**state, "idle_rounds": 1}, _rt(ctx)) == "next"
+    assert prismatic.route({**state, "idle_rounds": 2}, _rt(ctx)) == "stuck"  # idle_rounds ≥ patience
+    assert prismatic.route({**state, "idle_rounds": 7}, _rt(ctx)) == "stuck"
+    assert prismatic.route({"run_dir": str(root)}, _rt(ctx)) == "next"  # no idle count yet: 0
 
     ctx.pool.accepted.append([{"id": "a", "prompt": "p", "response": "neutral"}] * 2, round_index=1, features=2)
-    assert prismatic.route(state) == "next"  # 2 < 3
+    assert prismatic.route(state, _rt(ctx)) == "next"  # 2 < 3
     ctx.pool.accepted.append([{"id": "b", "prompt": "p", "response": "neutral"}], round_index=2, features=3)
-    assert prismatic.route(state) == "done"  # accepted ≥ target
-    assert prismatic.route({**state, "idle_rounds": 9}) == "done"  # reaching the target wins over patience
-    assert prismatic.finish(state) == {"stop_reason": "target reached"}
+    assert prismatic.route(state, _rt(ctx)) == "done"  # accepted ≥ target
+    assert prismatic.route({**state, "idle_rounds": 9}, _rt(ctx)) == "done"  # the target wins over patience
+    assert prismatic.finish(state, _rt(ctx)) == {"stop_reason": "target reached"}
 
     # a larger target on the same directory (extend): routing continues; a fresh process sees the commits
     ctx = RunContext.open(root, _cfg(tmp_path / "bench.jsonl", target=5, patience=2))
     assert ctx.pool.accepted.count == 3 and ctx.target == 5
-    assert prismatic.route(state) == "next"
-    assert prismatic.route({**state, "idle_rounds": 2}) == "stuck"
-    assert prismatic.finish({**state, "idle_rounds": 2})["stop_reason"] == "no sample accepted in 2 rounds in a row"
+    assert prismatic.route(state, _rt(ctx)) == "next"
+    assert prismatic.route({**state, "idle_rounds": 2}, _rt(ctx)) == "stuck"
+    stuck = prismatic.finish({**state, "idle_rounds": 2}, _rt(ctx))
+    assert stuck["stop_reason"] == "no sample accepted in 2 rounds in a row"
     stops = [e for e in ctx.events if e["kind"] == "stop"]
     assert [(e["reason"], e["accepted"], e["target"]) for e in stops] == [
         ("target reached", 3, 3), ("no sample accepted in 2 rounds in a row", 3, 5)]
@@ -110,7 +118,7 @@ def test_step_node_emits_the_finished_steps_summary(tmp_path):
     ctx = RunContext.open(root, _cfg(tmp_path / "bench.jsonl"))
     _write_round(ctx, 2, "vote", [], {"candidates": 4, "voted": 1, "seconds": 0.5})
     node = prismatic.step_node("vote", steps.vote)
-    out = node({"run_dir": str(root), "round": 2, "last": {"round": 2, "cluster": {"k": 4}}})
+    out = node({"run_dir": str(root), "round": 2, "last": {"round": 2, "cluster": {"k": 4}}}, _rt(ctx))
     assert out == {"last": {"round": 2, "cluster": {"k": 4}, "vote": {"candidates": 4, "voted": 1, "seconds": 0.5}}}
     [event] = [e for e in ctx.events if e["kind"] == "vote"]
     assert event["round"] == 2 and event["voted"] == 1
@@ -278,14 +286,14 @@ def test_graph_nodes_prepare_measure_route_cluster(prepared, tmp_path):
     root = tmp_path / "run"
     ctx = _copy(prepared, root)
     state: dict = {"run_dir": str(root)}
-    state |= prismatic.prepare(state)
+    state |= prismatic.prepare(state, _rt(ctx))
     assert {k: state[k] for k in ("target", "accepted", "pool", "round", "idle_rounds")} == {
         "target": 2, "accepted": 0, "pool": 16, "round": 0, "idle_rounds": 0}
-    state |= prismatic.measure(state)
+    state |= prismatic.measure(state, _rt(ctx))
     assert 1.0 <= state["g_vendi"] <= 16.0 and state["g_vendi_history"] == [state["g_vendi"]]
     assert state["pool"] == 16
-    assert prismatic.route(state) == "next"
-    state |= prismatic.cluster(state)
+    assert prismatic.route(state, _rt(ctx)) == "next"
+    state |= prismatic.cluster(state, _rt(ctx))
     assert state["round"] == 1 and state["last"]["cluster"]["k"] == 4 and state["last"]["cluster"]["pool"] == 16
     assert 1 <= state["last"]["cluster"]["sparse"] < 4
     assert (ctx.paths.clusters / "round-0001" / "round.json").is_file()
@@ -340,11 +348,11 @@ def test_commit_appends_caps_at_target_and_is_idempotent(prepared, tmp_path):
 
     # the commit node: a committed round is not idle; a round that accepted nothing is
     state = {"run_dir": str(root), "round": 1, "idle_rounds": 1, "last": {"round": 1}}
-    assert prismatic.commit(state)["idle_rounds"] == 0
+    assert prismatic.commit(state, _rt(fresh))["idle_rounds"] == 0
     _write_round(fresh, 2, "reject", [], {"sparse": 0})
     np.save(fresh.paths.round_dir(2) / "reject.npy", np.zeros((0, DIM), np.float32))
     _write_round(fresh, 2, "decontam", [], {"kept": 0})
-    out = prismatic.commit({**state, "round": 2})
+    out = prismatic.commit({**state, "round": 2}, _rt(fresh))
     assert out["idle_rounds"] == 2 and out["accepted"] == 2 and out["last"]["commit"] == {"accepted": 0, "total": 2}
     [event] = [e for e in fresh.events if e["kind"] == "round" and e["round"] == 2]
     assert event["accepted"] == 2 and event["target"] == 2
@@ -481,3 +489,18 @@ def test_commit_resumed_after_a_kill_between_its_feature_append_and_its_sample_r
     assert len(store) == 18 and store.ids()[16:] == [x["id"] for x in cands]
     assert record.features == 18
     assert sorted(p.name for p in ctx.paths.features.glob("shard-*.npy")) == ["shard-000000.npy", "shard-000001.npy"]
+
+
+def test_every_graph_choice_of_the_config_has_a_registered_strategy_and_a_graph():
+    import importlib
+    from typing import get_args
+
+    from prism_agent.config.run import RunConfig
+    from prism_agent.loop.strategy import STRATEGIES, get_strategy
+
+    choices = set(get_args(RunConfig.model_fields["graph"].annotation))
+    assert choices == set(STRATEGIES)
+    for name in choices:
+        strategy = get_strategy(name)
+        assert strategy.name == name
+        assert importlib.import_module(f"prism_agent.graphs.{strategy.graph}").builder is not None

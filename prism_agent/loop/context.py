@@ -1,13 +1,18 @@
-"""Everything a round needs, built once per process from the run directory and cached by its path.
+"""Everything a round needs, built once per run from the run directory.
 
-LangGraph state holds only the run directory; nodes call `RunContext.of(run_dir)` and get the loaded
-proxy, the role backends (behind the run's replay log), the task, the pool and the event log. Heavy parts
-load lazily, so `status` and a resume that has nothing left to do stay cheap.
+The loop's runner (`loop/runner.py`) opens a `RunContext` and hands it to the graph as LangGraph's runtime
+context (`context_schema`); nodes read it from `runtime.context`, never from a global. The checkpointed
+state therefore holds no reference to the process or the path the run was opened under, and a run whose
+folder was moved or copied resumes from wherever it now is. The context gives the loaded proxy, the role
+backends (behind the run's replay log), the task, the pool and the event log. Heavy parts load lazily, so
+`status` and a resume that has nothing left to do stay cheap.
+
+It is a dataclass of (run directory, config) so that LangGraph can describe the graph's context schema.
 """
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -17,34 +22,29 @@ from prism_agent.run.manifest import Manifest, open_manifest
 from prism_agent.run.paths import RunPaths
 from prism_agent.run.pool import Pool
 
-_CONTEXTS: dict[str, RunContext] = {}
-_LOCK = threading.Lock()
 
-
+@dataclass(eq=False)
 class RunContext:
-    def __init__(self, root: Path, cfg: RunConfig, *, allow_config_change: bool = False):
+    """Opening one creates or resumes the run directory `root` (its manifest: a changed config that shapes
+    the data is refused unless `allow_config_change`)."""
+
+    root: Path
+    cfg: RunConfig
+    allow_config_change: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
         from prism_agent.run.dtypes import pin_dtypes
 
-        self.paths = RunPaths(Path(root))
-        self.cfg, self.compute = pin_dtypes(self.paths, cfg)  # "auto" decided once; a resumed run keeps its own
-        self.manifest: Manifest = open_manifest(self.paths, self.cfg, allow_config_change=allow_config_change)
+        self.root = Path(self.root)
+        self.paths = RunPaths(self.root)
+        self.cfg, self.compute = pin_dtypes(self.paths, self.cfg)  # "auto" decided once; a resumed run keeps its own
+        self.manifest: Manifest = open_manifest(self.paths, self.cfg, allow_config_change=self.allow_config_change)
         self.pool = Pool(self.paths)
         self.events = EventLog(self.paths.events)
 
     @classmethod
     def open(cls, root: Path, cfg: RunConfig, *, allow_config_change: bool = False) -> RunContext:
-        ctx = cls(root, cfg, allow_config_change=allow_config_change)
-        with _LOCK:
-            _CONTEXTS[str(Path(root).resolve())] = ctx
-        return ctx
-
-    @classmethod
-    def of(cls, root: str | Path) -> RunContext:
-        with _LOCK:
-            try:
-                return _CONTEXTS[str(Path(root).resolve())]
-            except KeyError:
-                raise RuntimeError(f"run {root} was not opened in this process (RunContext.open)") from None
+        return cls(root, cfg, allow_config_change=allow_config_change)
 
     @property
     def target(self) -> int:
@@ -58,6 +58,13 @@ class RunContext:
         task.prompts_dir = self.cfg.prompts
         task.check_templates()
         return task
+
+    @cached_property
+    def strategy(self):
+        """How this run picks few-shot examples and keeps candidates (`loop/strategy.py`), by its graph."""
+        from prism_agent.loop.strategy import get_strategy
+
+        return get_strategy(self.cfg.graph)
 
     @cached_property
     def replay(self):

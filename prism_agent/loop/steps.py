@@ -1,4 +1,4 @@
-"""One round of the Prismatic loop as steps over files (METHOD §2 steps 3–9).
+"""One round of the Prismatic loop as steps over files (README "Generating data"; Jung et al., arXiv 2505.20161).
 
 Each step reads the previous step's file in the round folder and writes its own: `<step>.jsonl` (the rows
 it keeps) then `<step>.json` (its counts), both atomically. A step whose `.json` exists is done and is
@@ -10,7 +10,6 @@ pool, and it is idempotent through the sample log's commit records.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,13 +22,8 @@ from prism_agent.errors import PrismError
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
 from prism_agent.run.pool import Pool, count_rows, sample_seeds
+from prism_agent.seeds import derive_seed
 from prism_agent.tasks.generation import generation_messages, generation_stops, parse_candidates
-
-
-def derive_seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
 
 # ---- files of a round ------------------------------------------------------------------------------------
 
@@ -106,8 +100,8 @@ def prepare(ctx: RunContext) -> dict:
 def calibrate(ctx: RunContext) -> dict | None:
     """Fit the solver's per-choice offsets on the seeds' gold labels, once per run (choice tasks only; see
     quality/calibration.py). Returns a short summary for the log, or None when the run does not calibrate."""
+    from prism_agent.config.vote import CALIBRATION_ROWS
     from prism_agent.quality.calibration import NoCalibration, calibrate_solver, read_calibration
-    from prism_agent.quality.config import CALIBRATION_ROWS
 
     votes = ctx.cfg.votes
     if not ctx.task.solve_choices or votes.calibrate is False:
@@ -166,7 +160,7 @@ def cluster_config(ctx: RunContext, r: int):
     after 5 identical clusterings; other seeds on that pool put 7 and 15 of the 41 last candidates in a
     sparse cluster). A round clustered before per-round seeds existed keeps its saved seed."""
     from prism_agent.cluster.artifacts import committed_rounds, read_record
-    from prism_agent.cluster.config import ClusterConfig
+    from prism_agent.config.cluster import ClusterConfig
 
     base = ctx.cfg.cluster
     if r in committed_rounds(ctx.paths.clusters) and \
@@ -182,26 +176,11 @@ def cluster(ctx: RunContext, r: int) -> dict:
     return {"k": round_.k, "sparse": int(round_.sparse.mask.sum()), "pool": round_.n}
 
 
-def _cluster_round(ctx: RunContext, r: int):
-    from prism_agent.cluster.artifacts import load_round
-
-    return load_round(ctx.paths.clusters, r, mmap=True)
-
-
 def _fewshot_picks(ctx: RunContext, r: int) -> list:
-    """Few-shot examples of each request of round r: from one sparse cluster (prismatic), or random pool
-    samples (vanilla; the pool is the feature store's rows, seeds then accepted samples)."""
-    cfg, shots = ctx.cfg, ctx.cfg.generation.shots
+    """Few-shot examples of each request of round r, as the run's strategy picks them."""
+    cfg = ctx.cfg
     seeds = [[cfg.seed, r, j] for j in range(cfg.requests_per_round())]
-    if cfg.graph == "vanilla":
-        from prism_agent.cluster.fewshot import FewShotPick
-        from prism_agent.gradients.store import FeatureStore
-
-        n = len(FeatureStore.load(ctx.paths.features))  # the pool's rows, without loading the proxy
-        return [FewShotPick(mode="pool", cluster=None, positions=np.random.default_rng(s).choice(
-            n, size=min(shots, n), replace=False).astype(np.int64)) for s in seeds]
-    round_ = _cluster_round(ctx, r)
-    return [round_.pick_fewshot(s, shots=shots) for s in seeds]
+    return ctx.strategy.fewshot_picks(ctx, r, seeds, cfg.generation.shots)
 
 
 def generate(ctx: RunContext, r: int) -> dict:
@@ -263,24 +242,14 @@ def vote(ctx: RunContext, r: int) -> dict:
 
 
 def reject(ctx: RunContext, r: int) -> dict:
-    """Featurize the voted candidates and keep those whose nearest centroid is a sparse cluster (vanilla:
-    keep every featurized one; its features still feed G-Vendi)."""
+    """Featurize the voted candidates and keep those the run's strategy keeps (prismatic: nearest a sparse
+    centroid; vanilla: every featurized one)."""
     if (summary := done(ctx, r, "reject")) is not None:
         return summary
     rows = read_rows(ctx, r, "vote")
     started = time.perf_counter()
     feats, kept = _featurize(ctx, rows)
-    out, keep_feats = [], []
-    if ctx.cfg.graph == "vanilla":
-        out = [rows[i] for i in kept]
-        keep_feats = list(feats)
-    elif len(kept):
-        decision = _cluster_round(ctx, r).decide(feats)
-        for idx, row_i in enumerate(kept):
-            if bool(decision.accepted[idx]):
-                out.append({**rows[row_i], "nearest_cluster": int(decision.labels[idx]),
-                            "cosine": round(float(decision.cosines[idx]), 4)})
-                keep_feats.append(feats[idx])
+    out, keep_feats = ctx.strategy.keep(ctx, r, [rows[i] for i in kept], feats)
     arr = np.stack(keep_feats).astype(np.float32) if keep_feats else np.zeros((0, feats.shape[1]), np.float32)
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
     write_atomic(ctx.paths.round_dir(r) / "reject.npy", lambda fh: np.save(fh, arr))

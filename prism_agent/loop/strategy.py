@@ -1,0 +1,97 @@
+"""What makes a loop prismatic or vanilla, chosen once per run: how a round picks its few-shot examples and
+which featurized candidates it keeps. The steps (`loop/steps.py`) call the run's strategy and never test the
+graph's name; the graphs (`graphs/prismatic.py`, `graphs/vanilla.py`) differ only in topology (whether a
+round opens with a `cluster` step). A new strategy is one subclass registered with `@register`, plus its name
+in the config's `graph` choices (a test checks that the two lists agree).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from prism_agent.cluster.fewshot import FewShotPick
+    from prism_agent.loop.context import RunContext
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        from prism_agent.errors import BadInputError
+
+        raise BadInputError(f"unknown graph {name!r}; valid: {', '.join(sorted(STRATEGIES))}") from None
+
+
+class Strategy:
+    name: ClassVar[str]
+    graph: ClassVar[str]  # the topology: a module of prism_agent.graphs with a `builder`
+
+    def fewshot_picks(self, ctx: RunContext, r: int, seeds: list[list[int]], shots: int) -> list[FewShotPick]:
+        """One pick of `shots` pool positions per request of round r (`seeds`: one seed per request)."""
+        raise NotImplementedError
+
+    def keep(self, ctx: RunContext, r: int, rows: list[dict], feats: np.ndarray) -> tuple[list[dict], list]:
+        """Of round r's featurized voted candidates (`rows`, with their features `feats`), those to keep, each
+        with its feature row."""
+        raise NotImplementedError
+
+
+def _cluster_round(ctx: RunContext, r: int):
+    from prism_agent.cluster.artifacts import load_round
+
+    return load_round(ctx.paths.clusters, r, mmap=True)
+
+
+@register
+class Prismatic(Strategy):
+    """Few-shot examples from one sparse gradient cluster of the round; keep candidates whose nearest
+    centroid is a sparse cluster."""
+
+    name = "prismatic"
+    graph = "prismatic"
+
+    def fewshot_picks(self, ctx, r, seeds, shots):
+        round_ = _cluster_round(ctx, r)
+        return [round_.pick_fewshot(s, shots=shots) for s in seeds]
+
+    def keep(self, ctx, r, rows, feats):
+        if not rows:
+            return [], []
+        decision = _cluster_round(ctx, r).decide(feats)
+        out, keep_feats = [], []
+        for i, row in enumerate(rows):
+            if bool(decision.accepted[i]):
+                out.append({**row, "nearest_cluster": int(decision.labels[i]),
+                            "cosine": round(float(decision.cosines[i]), 4)})
+                keep_feats.append(feats[i])
+        return out, keep_feats
+
+
+@register
+class Vanilla(Strategy):
+    """The paper's baseline: few-shot examples are random pool samples (the pool is the feature store's rows,
+    seeds then accepted samples), and every featurized candidate is kept; its features still feed G-Vendi."""
+
+    name = "vanilla"
+    graph = "vanilla"
+
+    def fewshot_picks(self, ctx, r, seeds, shots):
+        from prism_agent.cluster.fewshot import FewShotPick
+        from prism_agent.gradients.store import FeatureStore
+
+        n = len(FeatureStore.load(ctx.paths.features))  # the pool's rows, without loading the proxy
+        return [FewShotPick(mode="pool", cluster=None, positions=np.random.default_rng(s).choice(
+            n, size=min(shots, n), replace=False).astype(np.int64)) for s in seeds]
+
+    def keep(self, ctx, r, rows, feats):
+        return list(rows), list(feats)
