@@ -21,6 +21,7 @@ from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
 from prism_agent.cli.report_cmd import report
 from prism_agent.cli.run_cmd import run
+from prism_agent.cli.select_cmd import select
 from prism_agent.cli.status_cmd import export, status
 from prism_agent.errors import PrismError
 
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(backends_app, name="backends")
 app.command("measure")(measure)
+app.command("select")(select)
 app.command("clusters")(clusters)
 app.command("run")(run)
 app.command("status")(status)
