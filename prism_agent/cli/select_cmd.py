@@ -42,10 +42,12 @@ def select(
     from pydantic import ValidationError
 
     from prism_agent.config.featurize import FeaturizerConfig
+    from prism_agent.data.pull import resolve_data
     from prism_agent.diversity.select import METHODS
     from prism_agent.diversity.select import select as pick
     from prism_agent.diversity.vendi import vendi
-    from prism_agent.measure import featurize, resolve_data
+    from prism_agent.errors import one_line
+    from prism_agent.measure import featurize
 
     if method not in METHODS:
         raise BadInputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
@@ -54,13 +56,12 @@ def select(
     try:
         config = FeaturizerConfig(dtype=dtype, device=device, threads=threads)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInputError(f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+        raise BadInputError(one_line(exc, flag=True)) from None
     fields = Fields(id=id_field, prompt=prompt_field, response=response_field)
     t0 = time.perf_counter()
     with step_reporter("proxy") as step, progress_bar() as bar:
         task = bar.add_task(data.name, total=None, rate="")
-        source = resolve_data(data, step)
+        source = resolve_data(data, step=step)
         store, stats = featurize(source, config=config, proxy=proxy, fields=fields, skip_bad=skip_bad, limit=limit,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total),
                                  step=step)

@@ -95,8 +95,8 @@ def greedy_gain(features: np.ndarray, size: int, *, shortlist: int = 16, seed: i
 
 
 def sparse_first(features: np.ndarray, size: int, *, seed: int = 0) -> Selection:
-    from prism_agent.cluster.config import ClusterConfig
     from prism_agent.cluster.round import build_round
+    from prism_agent.config.cluster import ClusterConfig
 
     n = features.shape[0]
     size = _check_size(size, n)
