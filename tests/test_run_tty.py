@@ -190,7 +190,7 @@ def test_live_dashboard_redraws_in_place_and_ends_with_the_final_counts(tmp_path
     compute = "".join(lines[1:top])  # the header's second line (a narrow terminal may wrap it)
     assert re.fullmatch(r"compute: featurizer (bfloat16|float32) \(auto: .+\); generator, solver, judge "
                         r"(bfloat16|float32)", compute), compute
-    assert re.search(r"│ compute: featurizer (bfloat16|float32) · generator (bfloat16|float32) · solver ", body), body
+    assert re.search(r"│ compute: featurizer (bfloat16|float32) · generator (bfloat16|float32), solver ", body), body
     assert re.fullmatch(rf"done in \d+ s: 2/2 accepted in {re.escape(str(run_dir))}", done), done
     assert title in frame[0]
     assert all(len(ln) == COLUMNS and ln[0] in "╭│╰" and ln[-1] in "╮│╯" for ln in frame), body  # not garbled
