@@ -1,7 +1,7 @@
 """Built-in offline data sets: pinned archives on the package index, normalised to id/prompt/response.
 
-Seeds and benchmarks are cut from packages that ship them (../shared/ENVIRONMENT.md lists them with
-their licences). Each set is converted once into `<cache>/data/<name>.jsonl` with the reader's schema:
+Seeds and benchmarks are cut from packages that ship them (README "Offline models and data" lists them
+with their licences). Each set is converted once into `<cache>/data/<name>.jsonl` with the reader's schema:
 `{"id", "prompt", "response", ...original fields}`. NLI rows render as
 `prompt = "Premise: …\\nHypothesis: …"`, `response = label`; SNLI rows without a gold label ("-") are dropped.
 AIME rows carry no worked solution: `response` is the final answer (also in `answer`).
