@@ -76,8 +76,8 @@ class Run:
 
         with environment_errors(self.run_dir, f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"):
             if self._ctx is None:  # opened once: a second stream() in this process keeps the loaded models
-                self._ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config)
-                self._ctx.compute = self.compute  # the reasons as first resolved ("auto: …"), as the CLI shows them
+                self._ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config,
+                                            compute=self.compute)
                 for note in self.compute.notes:
                     warnings.warn(note, stacklevel=2)
             with Runner(self._ctx) as runner:

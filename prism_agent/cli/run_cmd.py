@@ -138,12 +138,11 @@ def run(
                                                                   markup=False, soft_wrap=True))
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
     with environment_errors(root, resume):
-        ctx = RunContext.open(root, cfg, allow_config_change=force)
+        ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
         err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
                   markup=False, soft_wrap=True)
         for line in (compute.header(), *compute.notes):
             err.print(line, highlight=False, markup=False, soft_wrap=True)
-        ctx.compute = compute  # the header's reasons ("auto: …"), not the re-pinned config's
         _loop(ctx, root, resume, plain)
 
 

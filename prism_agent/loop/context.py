@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from prism_agent.config.run import RunConfig
+from prism_agent.run.compute import ComputeDtypes
 from prism_agent.run.events import EventLog
 from prism_agent.run.manifest import Manifest, open_manifest
 from prism_agent.run.paths import RunPaths
@@ -31,20 +32,25 @@ class RunContext:
     root: Path
     cfg: RunConfig
     allow_config_change: bool = field(default=False, kw_only=True)
+    # the config's dtypes as `loop.setup.run_config` pinned them, with their reasons ("auto: …"); a caller
+    # that built `cfg` another way leaves it None and the dtypes are pinned here
+    compute: ComputeDtypes | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         from prism_agent.run.dtypes import pin_dtypes
 
         self.root = Path(self.root)
         self.paths = RunPaths(self.root)
-        self.cfg, self.compute = pin_dtypes(self.paths, self.cfg)  # "auto" decided once; a resumed run keeps its own
+        if self.compute is None:  # "auto" decided once; a resumed run keeps its own
+            self.cfg, self.compute = pin_dtypes(self.paths, self.cfg)
         self.manifest: Manifest = open_manifest(self.paths, self.cfg, allow_config_change=self.allow_config_change)
         self.pool = Pool(self.paths)
         self.events = EventLog(self.paths.events)
 
     @classmethod
-    def open(cls, root: Path, cfg: RunConfig, *, allow_config_change: bool = False) -> RunContext:
-        return cls(root, cfg, allow_config_change=allow_config_change)
+    def open(cls, root: Path, cfg: RunConfig, *, allow_config_change: bool = False,
+             compute: ComputeDtypes | None = None) -> RunContext:
+        return cls(root, cfg, allow_config_change=allow_config_change, compute=compute)
 
     @property
     def target(self) -> int:

@@ -14,7 +14,7 @@ from prism_agent.config.run import RunConfig
 from prism_agent.errors import BadInputError, PrismError
 
 if TYPE_CHECKING:
-    from prism_agent.run.dtypes import ComputeDtypes
+    from prism_agent.run.compute import ComputeDtypes
 
 ROLE_SPECS = "local | local:MODEL | vllm:MODEL | openai:MODEL@BASE_URL"
 

@@ -13,40 +13,15 @@ machine, and the field is free to change on resume.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from prism_agent.config.backends import LocalBackendConfig, VLLMBackendConfig
+from prism_agent.config.backends import ROLES, LocalBackendConfig, VLLMBackendConfig
 from prism_agent.config.run import RunConfig
 from prism_agent.errors import PrismError
 from prism_agent.models.dtype import DTYPE_NAMES, DtypeChoice, backend_dtype, slow_dtype_note
+from prism_agent.run.compute import ComputeDtypes
 from prism_agent.run.manifest import read_manifest
 from prism_agent.run.paths import RunPaths
 
 KEPT = "kept from the run's start: it shapes the features"
-
-
-class ComputeDtypes(BaseModel):
-    """What a run computes in, for its header, dashboard and `status`."""
-
-    featurizer: str
-    featurizer_reason: str
-    roles: dict[str, tuple[str, str]]  # embedded role → (dtype, reason)
-    notes: list[str] = []
-
-    def header(self) -> str:
-        """One line: `compute: featurizer float32 (auto: …); generator, solver, judge float32 (auto: …)`."""
-        parts = [f"featurizer {self.featurizer} ({self.featurizer_reason})"]
-        groups: dict[tuple[str, str], list[str]] = {}
-        for role, choice in self.roles.items():
-            groups.setdefault(choice, []).append(role)
-        for (name, reason), roles in groups.items():
-            parts.append(f"{', '.join(roles)} {name}" + ("" if reason == self.featurizer_reason else f" ({reason})"))
-        return "compute: " + "; ".join(parts)
-
-    def short(self) -> str:
-        """The dashboard's line: dtypes only."""
-        roles = ", ".join(f"{r} {n}" for r, (n, _) in self.roles.items())
-        return f"featurizer {self.featurizer}" + (f" · {roles}" if roles else "")
 
 
 def _recorded_featurizer_dtype(paths: RunPaths) -> str | None:
@@ -88,7 +63,7 @@ def pin_dtypes(paths: RunPaths, cfg: RunConfig) -> tuple[RunConfig, ComputeDtype
         if slow:
             notes.append(f"note: featurizer dtype {slow}")
     roles: dict[str, tuple[str, str]] = {}
-    for role in ("generator", "solver", "judge"):
+    for role in ROLES:
         rc = cfg.roles.of(role)
         if isinstance(rc, LocalBackendConfig | VLLMBackendConfig):
             rchoice = role_dtype(rc)
@@ -104,7 +79,7 @@ def with_dtype(cfg: RunConfig, dtype: str) -> RunConfig:
 
         raise BadInputError(f"--dtype {dtype!r}: expected auto, bfloat16 or float32")
     roles = {}
-    for role in ("generator", "solver", "judge"):
+    for role in ROLES:
         rc = cfg.roles.of(role)
         roles[role] = rc.model_copy(update={"dtype": dtype}) if isinstance(
             rc, LocalBackendConfig | VLLMBackendConfig) else rc
