@@ -25,6 +25,7 @@ from langgraph.runtime import Runtime
 
 from prism_agent.loop import steps
 from prism_agent.loop.context import RunContext
+from prism_agent.run.rounds import Step
 
 Rt = Runtime[RunContext]
 
@@ -48,7 +49,7 @@ def prepare(state: LoopState, runtime: Rt) -> LoopState:
     info = steps.prepare(ctx)
     steps.reconcile(ctx)
     calibration = steps.calibrate(ctx)
-    ctx.events.emit("prepare", **info, **({"calibration": calibration} if calibration else {}))
+    ctx.events.emit(Step.PREPARE, **info, **({"calibration": calibration} if calibration else {}))
     return {"target": ctx.target, "accepted": ctx.pool.accepted.count, "pool": info["pool"],
             "round": state.get("round", ctx.pool.accepted.last.round), "idle_rounds": state.get("idle_rounds", 0),
             **({"calibration": calibration} if calibration else {})}
@@ -58,7 +59,7 @@ def measure(state: LoopState, runtime: Rt) -> LoopState:
     ctx = runtime.context
     m = steps.measure(ctx)
     history = [*state.get("g_vendi_history", []), m["g_vendi"]][-200:]
-    ctx.events.emit("measure", round=state.get("round", 0), **m)
+    ctx.events.emit(Step.MEASURE, round=state.get("round", 0), **m)
     return {"g_vendi": m["g_vendi"], "g_vendi_history": history, "pool": m["pool"],
             "accepted": ctx.pool.accepted.count, "target": ctx.target}
 
@@ -90,26 +91,27 @@ def cluster(state: LoopState, runtime: Rt) -> LoopState:
     r = state.get("round", 0) + 1
     ctx = runtime.context
     info = steps.cluster(ctx, r)
-    ctx.events.emit("cluster", round=r, **info)
-    return {"round": r, "last": {"round": r, "started": time.time(), "cluster": info}}
+    ctx.events.emit(Step.CLUSTER, round=r, **info)
+    return {"round": r, "last": {"round": r, "started": time.time(), Step.CLUSTER.value: info}}
 
 
-def step_node(name: str, fn):
+def step_node(step: Step | str, fn):
+    step = Step(step)
+
     def node(state: LoopState, runtime: Rt) -> LoopState:
         ctx = runtime.context
         info = fn(ctx, state["round"])
-        ctx.events.emit(name, round=state["round"], **info)
-        return {"last": {**state.get("last", {}), name: info}}
+        ctx.events.emit(step, round=state["round"], **info)
+        return {"last": {**state.get("last", {}), step.value: info}}
 
-    node.__name__ = name
+    node.__name__ = step.value
     return node
-
 
 
 def commit(state: LoopState, runtime: Rt) -> LoopState:
     ctx = runtime.context
     info = steps.commit(ctx, state["round"])
-    last = {**state.get("last", {}), "commit": info}
+    last = {**state.get("last", {}), Step.COMMIT.value: info}
     ctx.events.emit("round", round=state["round"], funnel=last, accepted=ctx.pool.accepted.count,
                     target=ctx.target)
     ctx.events.emit("usage", round=state["round"], roles=ctx.usage_since_last(),
@@ -122,21 +124,22 @@ def loop_builder(opening: list[tuple[str, object]]) -> StateGraph:
     """The loop's graph: prepare → measure → (route) → `opening` nodes in order → vote → reject →
     decontaminate → commit → measure …; each graph differs only in how a round opens."""
     b = StateGraph(LoopState, context_schema=RunContext)
-    nodes = [("prepare", prepare), ("measure", measure), *opening,
-             ("vote", step_node("vote", steps.vote)), ("reject", step_node("reject", steps.reject)),
-             ("decontaminate", step_node("decontaminate", steps.decontaminate)), ("commit", commit),
-             ("finish", finish)]
-    for name, fn in nodes:
-        b.add_node(name, fn)
-    b.add_edge(START, "prepare")
-    b.add_edge("prepare", "measure")
-    b.add_conditional_edges("measure", route, {"next": opening[0][0], "done": "finish", "stuck": "finish"})
-    chain = [name for name, _ in nodes[2:-1]] + ["measure"]
+    nodes = [(Step.PREPARE, prepare), (Step.MEASURE, measure), *opening,
+             (Step.VOTE, step_node(Step.VOTE, steps.vote)), (Step.REJECT, step_node(Step.REJECT, steps.reject)),
+             (Step.DECONTAMINATE, step_node(Step.DECONTAMINATE, steps.decontaminate)), (Step.COMMIT, commit),
+             (Step.FINISH, finish)]
+    for step, fn in nodes:
+        b.add_node(step.value, fn)
+    b.add_edge(START, Step.PREPARE.value)
+    b.add_edge(Step.PREPARE.value, Step.MEASURE.value)
+    b.add_conditional_edges(Step.MEASURE.value, route, {"next": opening[0][0].value, "done": Step.FINISH.value,
+                                                        "stuck": Step.FINISH.value})
+    chain = [step.value for step, _ in nodes[2:-1]] + [Step.MEASURE.value]
     for here, there in itertools.pairwise(chain):
         b.add_edge(here, there)
-    b.add_edge("finish", END)
+    b.add_edge(Step.FINISH.value, END)
     return b
 
 
-builder = loop_builder([("cluster", cluster), ("generate", step_node("generate", steps.generate))])
+builder = loop_builder([(Step.CLUSTER, cluster), (Step.GENERATE, step_node(Step.GENERATE, steps.generate))])
 graph = builder.compile()

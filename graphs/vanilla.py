@@ -17,6 +17,7 @@ import time
 from prism_agent.graphs.prismatic import LoopState, Rt, loop_builder
 
 from prism_agent.loop import steps
+from prism_agent.run.rounds import Step
 
 
 def generate(state: LoopState, runtime: Rt) -> LoopState:
@@ -24,9 +25,9 @@ def generate(state: LoopState, runtime: Rt) -> LoopState:
     r = state.get("round", 0) + 1
     ctx = runtime.context
     info = steps.generate(ctx, r)
-    ctx.events.emit("generate", round=r, **info)
-    return {"round": r, "last": {"round": r, "started": time.time(), "generate": info}}
+    ctx.events.emit(Step.GENERATE, round=r, **info)
+    return {"round": r, "last": {"round": r, "started": time.time(), Step.GENERATE.value: info}}
 
 
-builder = loop_builder([("generate", generate)])
+builder = loop_builder([(Step.GENERATE, generate)])
 graph = builder.compile()

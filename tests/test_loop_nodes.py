@@ -13,6 +13,7 @@ import pytest
 
 from prism_agent.loop import steps
 from prism_agent.loop.context import RunContext
+from prism_agent.run.rounds import SUMMARIES, Step
 from tests.support.loop_nodes import DIM, HEAVY, SHOTS, cfg_for, rt, snapshot, write_round
 
 # ---- fast: no model ------------------------------------------------------------------------------------------
@@ -49,13 +50,15 @@ def test_route_done_stuck_next_and_finish(tmp_path):
         ("target reached", 3, 3), ("no sample accepted in 2 rounds in a row", 3, 5)]
 
 
-@pytest.mark.parametrize(("fn", "step"), [(steps.generate, "generate"), (steps.vote, "vote"),
-                                          (steps.reject, "reject"), (steps.decontaminate, "decontam")])
+@pytest.mark.parametrize(("fn", "step"), [(steps.generate, Step.GENERATE), (steps.vote, Step.VOTE),
+                                          (steps.reject, Step.REJECT), (steps.decontaminate, Step.DECONTAMINATE)])
 def test_finished_step_returns_its_summary_without_building_anything(tmp_path, fn, step):
     root = tmp_path / "run"
     ctx = RunContext.open(root, cfg_for(tmp_path / "bench.jsonl"))
-    summary = {"made": "by hand", "count": 3, "seconds": 1.5}
-    write_round(ctx, 4, step, [{"id": "x", "prompt": "Premise: a b c\nHypothesis: d e f"}], summary)
+    summary = SUMMARIES[step](seconds=1.5).as_json()
+    # a field an earlier or later version wrote is read past; the step's typed summary comes back
+    write_round(ctx, 4, step.file, [{"id": "x", "prompt": "Premise: a b c\nHypothesis: d e f"}],
+                {**summary, "made": "by hand"})
     before = snapshot(root)
     assert fn(ctx, 4) == summary
     assert not set(HEAVY) & set(ctx.__dict__), sorted(ctx.__dict__)

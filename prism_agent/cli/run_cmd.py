@@ -17,6 +17,7 @@ from prism_agent.cli.console import err, out
 from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, exit_on_further_signals, invocation
 from prism_agent.config.run import FREE_SUMMARY
 from prism_agent.loop.setup import ROLE_SPECS, role_spec
+from prism_agent.run.rounds import ROUND_STEPS, SUMMARIES, ClusterSummary, CommitSummary, Step
 
 __all__ = ["role_spec", "run"]
 
@@ -29,7 +30,7 @@ def _line(update: dict) -> str | None:
     node, data = next(iter(update.items()))
     data = data or {}
     last = data.get("last") or {}
-    if node == "prepare":
+    if node == Step.PREPARE:
         line = f"pool ready: {data.get('pool')} rows, {data.get('accepted')}/{data.get('target')} accepted"
         cal = data.get("calibration") or {}
         if "rows" in cal:
@@ -38,19 +39,22 @@ def _line(update: dict) -> str | None:
         elif "skipped" in cal:
             line += f"; solver not calibrated: {cal['skipped']}"
         return line
-    if node == "measure":
+    if node == Step.MEASURE:
         return f"G-Vendi {data.get('g_vendi', float('nan')):.3f} over {data.get('pool')} pool rows"
-    if node == "cluster":
-        c = last.get("cluster", {})
-        return f"round {data.get('round')}: k={c.get('k')}, {c.get('sparse')} sparse clusters"
-    if node in ("generate", "vote", "reject", "decontaminate"):
-        info = last.get(node, {})
-        shown = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in info.items()
+    if node == Step.CLUSTER:
+        c = ClusterSummary.load(last.get(Step.CLUSTER))
+        return f"round {data.get('round')}: k={c.k}, {c.sparse} sparse clusters" if c else None
+    if node in ROUND_STEPS:
+        info = SUMMARIES[Step(node)].load(last.get(node))
+        if info is None:
+            return None
+        shown = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in info.as_json().items()
                  if not isinstance(v, dict | list)}
         return f"  {node}: " + ", ".join(f"{k} {v}" for k, v in shown.items())
-    if node == "commit":
-        return f"  commit: +{last.get('commit', {}).get('accepted', 0)} → {data.get('accepted')} accepted"
-    if node == "finish":
+    if node == Step.COMMIT:
+        c = CommitSummary.load(last.get(Step.COMMIT)) or CommitSummary()
+        return f"  commit: +{c.accepted} → {data.get('accepted')} accepted"
+    if node == Step.FINISH:
         return f"stopped: {data.get('stop_reason')}"
     return None
 

@@ -29,6 +29,9 @@ def status(
     if info["g_vendi"] is not None:
         hist = " → ".join(f"{g:.3f}" for g in info["g_vendi_history"][-8:])
         out.print(f"  G-Vendi {info['g_vendi']:.3f} (last measures: {hist})", **line)
+    if info["last_funnel"]:
+        stages = " → ".join(f"{n} {stage}" for stage, n in info["last_funnel"].items())
+        out.print(f"  last round: {stages}", **line)
     if info["retries"] or info["failures"]:
         reasons = sorted(info["retry_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
         why = f" ({', '.join(f'{n}× {reason}' for reason, n in reasons)})" if reasons else ""

@@ -22,26 +22,40 @@ from prism_agent.errors import PrismError
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
 from prism_agent.run.pool import Pool, count_rows, sample_seeds
+from prism_agent.run.rounds import (
+    SUMMARIES,
+    ClusterSummary,
+    CommitSummary,
+    DecontamSummary,
+    GenerateSummary,
+    MeasureSummary,
+    PrepareSummary,
+    RejectSummary,
+    Step,
+    StepSummary,
+    VoteSummary,
+)
 from prism_agent.seeds import derive_seed
 from prism_agent.tasks.generation import generation_messages, generation_stops, parse_candidates
 
 # ---- files of a round ------------------------------------------------------------------------------------
 
 
-def _rows_path(ctx: RunContext, r: int, step: str) -> Path:
-    return ctx.paths.round_dir(r) / f"{step}.jsonl"
+def _rows_path(ctx: RunContext, r: int, step: Step) -> Path:
+    return ctx.paths.round_dir(r) / f"{step.file}.jsonl"
 
 
-def _summary_path(ctx: RunContext, r: int, step: str) -> Path:
-    return ctx.paths.round_dir(r) / f"{step}.json"
+def _summary_path(ctx: RunContext, r: int, step: Step) -> Path:
+    return ctx.paths.round_dir(r) / f"{step.file}.json"
 
 
-def done(ctx: RunContext, r: int, step: str) -> dict | None:
+def done(ctx: RunContext, r: int, step: Step) -> dict | None:
+    """The summary of round r's `step` when that step finished (it is then not run again)."""
     path = _summary_path(ctx, r, step)
-    return json.loads(path.read_text()) if path.exists() else None
+    return SUMMARIES[step].load(json.loads(path.read_text())).as_json() if path.exists() else None
 
 
-def read_rows(ctx: RunContext, r: int, step: str) -> list[dict]:
+def read_rows(ctx: RunContext, r: int, step: Step) -> list[dict]:
     path = _rows_path(ctx, r, step)
     if not path.exists():
         return []
@@ -49,12 +63,13 @@ def read_rows(ctx: RunContext, r: int, step: str) -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
-def _finish(ctx: RunContext, r: int, step: str, rows: list[dict], summary: dict) -> dict:
+def _finish(ctx: RunContext, r: int, rows: list[dict], summary: StepSummary) -> dict:
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
-    write_jsonl_atomic(_rows_path(ctx, r, step), rows)
-    data = json.dumps(summary).encode()
-    write_atomic(_summary_path(ctx, r, step), lambda fh: fh.write(data))
-    return summary
+    write_jsonl_atomic(_rows_path(ctx, r, summary.step), rows)
+    out = summary.as_json()
+    data = json.dumps(out).encode()
+    write_atomic(_summary_path(ctx, r, summary.step), lambda fh: fh.write(data))
+    return out
 
 
 def _featurize(ctx: RunContext, rows: list[dict]) -> tuple[np.ndarray, list[int]]:
@@ -94,7 +109,7 @@ def prepare(ctx: RunContext) -> dict:
             rows = [rows[i] for i in kept]
         store.append([r["id"] for r in rows], feats, info={"kind": "seeds"})
         seeds = len(rows)
-    return {"seeds": seeds, "pool": len(store)}
+    return PrepareSummary(seeds=seeds, pool=len(store)).as_json()
 
 
 def calibrate(ctx: RunContext) -> dict | None:
@@ -149,7 +164,7 @@ def measure(ctx: RunContext) -> dict:
 
     store = ctx.feature_store()
     res = g_vendi_of_store(store)
-    return {"g_vendi": res.q1, "g_vendi_q2": res.q2, "pool": len(store)}
+    return MeasureSummary(g_vendi=res.q1, g_vendi_q2=res.q2, pool=len(store)).as_json()
 
 
 def cluster_config(ctx: RunContext, r: int):
@@ -173,7 +188,7 @@ def cluster(ctx: RunContext, r: int) -> dict:
     from prism_agent.cluster.artifacts import load_or_build_round
 
     round_, _ = load_or_build_round(ctx.feature_store(), cluster_config(ctx, r), ctx.paths.clusters, r)
-    return {"k": round_.k, "sparse": int(round_.sparse.mask.sum()), "pool": round_.n}
+    return ClusterSummary(k=round_.k, sparse=int(round_.sparse.mask.sum()), pool=round_.n).as_json()
 
 
 def _fewshot_picks(ctx: RunContext, r: int) -> list:
@@ -184,7 +199,7 @@ def _fewshot_picks(ctx: RunContext, r: int) -> list:
 
 
 def generate(ctx: RunContext, r: int) -> dict:
-    if (summary := done(ctx, r, "generate")) is not None:
+    if (summary := done(ctx, r, Step.GENERATE)) is not None:
         return summary
     cfg, gen = ctx.cfg, ctx.cfg.generation
     picks = _fewshot_picks(ctx, r)
@@ -214,17 +229,17 @@ def generate(ctx: RunContext, r: int) -> dict:
             out.append({"id": f"r{r:05d}-{j:05d}-{k}", "prompt": prompt, "round": r, "request": j,
                         "cluster": cluster_id, "fewshot": [rows[int(p)]["id"] for p in pick.positions]})
     tokens = sum(x.usage.completion_tokens for x in results)
-    return _finish(ctx, r, "generate", out, {
-        "requests": len(requests), "generated": blocks, "parsed": len(out), "tokens": tokens,
-        "seconds": seconds, "replayed": sum(x.replayed for x in results)})
+    return _finish(ctx, r, out, GenerateSummary(
+        requests=len(requests), generated=blocks, parsed=len(out), tokens=tokens, seconds=seconds,
+        replayed=sum(x.replayed for x in results)))
 
 
 def vote(ctx: RunContext, r: int) -> dict:
-    if (summary := done(ctx, r, "vote")) is not None:
+    if (summary := done(ctx, r, Step.VOTE)) is not None:
         return summary
     from prism_agent.quality.solve import vote_samples
 
-    cands = read_rows(ctx, r, "generate")
+    cands = read_rows(ctx, r, Step.GENERATE)
     started = time.perf_counter()
     samples = [Sample(id=c["id"], prompt=c["prompt"], response="") for c in cands]
     bias = choice_bias(ctx)
@@ -237,32 +252,32 @@ def vote(ctx: RunContext, r: int) -> dict:
         response = rec.majority if ctx.task.solve_choices else rec.kept_solutions[0]
         record = rec.model_dump() | ({"choice_bias": list(bias)} if bias else {})
         out.append({**c, "response": response, "answer": rec.majority, "vote": record})
-    return _finish(ctx, r, "vote", out, {"candidates": len(cands), "voted": len(out),
-                                         "seconds": time.perf_counter() - started})
+    return _finish(ctx, r, out, VoteSummary(candidates=len(cands), voted=len(out),
+                                            seconds=time.perf_counter() - started))
 
 
 def reject(ctx: RunContext, r: int) -> dict:
     """Featurize the voted candidates and keep those the run's strategy keeps (prismatic: nearest a sparse
     centroid; vanilla: every featurized one)."""
-    if (summary := done(ctx, r, "reject")) is not None:
+    if (summary := done(ctx, r, Step.REJECT)) is not None:
         return summary
-    rows = read_rows(ctx, r, "vote")
+    rows = read_rows(ctx, r, Step.VOTE)
     started = time.perf_counter()
     feats, kept = _featurize(ctx, rows)
     out, keep_feats = ctx.strategy.keep(ctx, r, [rows[i] for i in kept], feats)
     arr = np.stack(keep_feats).astype(np.float32) if keep_feats else np.zeros((0, feats.shape[1]), np.float32)
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
     write_atomic(ctx.paths.round_dir(r) / "reject.npy", lambda fh: np.save(fh, arr))
-    return _finish(ctx, r, "reject", out, {"voted": len(rows), "featurized": len(kept), "sparse": len(out),
-                                           "seconds": time.perf_counter() - started})
+    return _finish(ctx, r, out, RejectSummary(voted=len(rows), featurized=len(kept), sparse=len(out),
+                                              seconds=time.perf_counter() - started))
 
 
 def decontaminate(ctx: RunContext, r: int) -> dict:
-    if (summary := done(ctx, r, "decontam")) is not None:
+    if (summary := done(ctx, r, Step.DECONTAMINATE)) is not None:
         return summary
     from prism_agent.decontam.decontaminator import Counts
 
-    rows = read_rows(ctx, r, "reject")
+    rows = read_rows(ctx, r, Step.REJECT)
     started = time.perf_counter()
     samples = [Sample(id=x["id"], prompt=x["prompt"], response=x.get("response", "")) for x in rows]
     verdicts = asyncio.run(ctx.decontaminator.check(samples)) if samples else []
@@ -277,16 +292,16 @@ def decontaminate(ctx: RunContext, r: int) -> dict:
             audit.append(v.dropped.model_dump())
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(ctx.paths.round_dir(r) / "decontam-audit.jsonl", audit)
-    return _finish(ctx, r, "decontam", out, {**counts.as_json(), "seconds": time.perf_counter() - started})
+    return _finish(ctx, r, out, DecontamSummary(**counts.as_json(), seconds=time.perf_counter() - started))
 
 
 def commit(ctx: RunContext, r: int) -> dict:
     """Append the round's clean samples (capped at the target) to the feature store, then commit them."""
     log = ctx.pool.accepted
     if any(c.round == r for c in log.commits()):
-        return {"accepted": 0, "total": log.count, "already": True}
-    rows = read_rows(ctx, r, "decontam")
-    kept_ids = [x["id"] for x in read_rows(ctx, r, "reject")]
+        return CommitSummary(accepted=0, total=log.count, already=True).as_json()
+    rows = read_rows(ctx, r, Step.DECONTAMINATE)
+    kept_ids = [x["id"] for x in read_rows(ctx, r, Step.REJECT)]
     feats = np.load(ctx.paths.round_dir(r) / "reject.npy")
     by_id = {i: feats[k] for k, i in enumerate(kept_ids)}
     rows = rows[: max(0, ctx.target - log.count)]
@@ -298,7 +313,7 @@ def commit(ctx: RunContext, r: int) -> dict:
         store.append([x["id"] for x in final], np.stack([by_id[x["id"]] for x in final]),
                      info={"kind": "accepted", "round": r})
     log.append(final, round_index=r, features=len(store))
-    return {"accepted": len(final), "total": log.count}
+    return CommitSummary(accepted=len(final), total=log.count).as_json()
 
 
 __all__ = ["GenerationError", "cluster", "commit", "decontaminate", "generate", "measure", "prepare", "reconcile",

@@ -21,10 +21,8 @@ from prism_agent.jsonl import read_jsonl
 from prism_agent.run.events import EventLog
 from prism_agent.run.manifest import read_manifest
 from prism_agent.run.paths import RunPaths
+from prism_agent.run.rounds import ROUND_STEPS, SUMMARIES, Step, StepSummary
 
-STEPS = ("generate", "vote", "reject", "decontaminate")
-# the round folder names the decontamination step's files "decontam"; the round event calls it "decontaminate"
-STEP_FILES = {"generate": "generate", "vote": "vote", "reject": "reject", "decontaminate": "decontam"}
 ROLES = ("generator", "solver", "judge")
 
 
@@ -117,15 +115,15 @@ def _accepted_by_round(paths: RunPaths) -> dict[int, int]:
     return out
 
 
-def _step_summary(paths: RunPaths, r: int, step: str, event: dict | None) -> dict | None:
-    path = paths.round_dir(r) / f"{STEP_FILES[step]}.json"
+def _step_summary(paths: RunPaths, r: int, step: Step, event: dict | None) -> StepSummary | None:
+    path = paths.round_dir(r) / f"{step.file}.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return SUMMARIES[step].load(json.loads(path.read_text(encoding="utf-8")))
         except ValueError:
-            pass  # a damaged file: the event may still have the counts
+            pass  # a damaged file (pydantic's ValidationError is a ValueError): the event may have the counts
     funnel = (event or {}).get("funnel") or {}
-    return funnel.get(step)
+    return SUMMARIES[step].load(funnel.get(step.value))
 
 
 def _models_of_first_sample(paths: RunPaths) -> dict[str, str]:
@@ -177,24 +175,24 @@ def _funnel(paths: RunPaths, manifest_config: dict, round_events: dict[int, dict
     accepted = _accepted_by_round(paths)
     if not accepted:
         return None
-    per_round = {r: {s: _step_summary(paths, r, s, round_events.get(r)) for s in STEPS} for r in accepted}
+    per_round = {r: {s: _step_summary(paths, r, s, round_events.get(r)) for s in ROUND_STEPS} for r in accepted}
     num_new = (manifest_config.get("generation") or {}).get("num_new")
 
-    def total(step: str, field: str) -> int | None:
-        return _sum([(steps[step] or {}).get(field) for steps in per_round.values()])
+    def total(step: Step, field: str) -> int | None:
+        return _sum([getattr(steps[step], field, None) for steps in per_round.values()])
 
-    requests = total("generate", "requests")
+    requests = total(Step.GENERATE, "requests")
     return Funnel(
         rounds=len(accepted),
         asked=requests * int(num_new) if requests is not None and num_new else None,
-        generated=total("generate", "generated"),
-        parsed=total("generate", "parsed"),
-        voted=total("vote", "voted"),
-        featurized=total("reject", "featurized"),
-        sparse=total("reject", "sparse"),
-        dropped_ngram=total("decontaminate", "dropped_ngram"),
-        dropped_judge=total("decontaminate", "dropped_judge"),
-        decontaminated=total("decontaminate", "kept"),
+        generated=total(Step.GENERATE, "generated"),
+        parsed=total(Step.GENERATE, "parsed"),
+        voted=total(Step.VOTE, "voted"),
+        featurized=total(Step.REJECT, "featurized"),
+        sparse=total(Step.REJECT, "sparse"),
+        dropped_ngram=total(Step.DECONTAMINATE, "dropped_ngram"),
+        dropped_judge=total(Step.DECONTAMINATE, "dropped_judge"),
+        decontaminated=total(Step.DECONTAMINATE, "kept"),
         accepted=sum(accepted.values()),
     )
 
@@ -204,7 +202,7 @@ def _roles(paths: RunPaths, usage_events: dict[int, dict], round_events: dict[in
     (generate → generator tokens and seconds, vote → solver seconds, decontaminate → judge seconds)."""
     rounds = sorted(set(_accepted_by_round(paths)) | set(usage_events))
     fallback_models = _models_of_first_sample(paths)
-    step_of = {"generator": "generate", "solver": "vote", "judge": "decontaminate"}
+    step_of = {"generator": Step.GENERATE, "solver": Step.VOTE, "judge": Step.DECONTAMINATE}
     rows: dict[str, dict] = {}
     for r in rounds:
         if r in usage_events:
@@ -221,9 +219,9 @@ def _roles(paths: RunPaths, usage_events: dict[int, dict], round_events: dict[in
             if s is None:
                 continue
             row = rows.setdefault(role, {"tokens": [], "busy_s": [], "calls": [], "models": [], "sources": set()})
-            row["tokens"].append(s.get("tokens") if step == "generate" else None)
-            row["busy_s"].append(s.get("seconds"))
-            row["calls"].append(s.get("requests") if step == "generate" else None)
+            row["tokens"].append(getattr(s, "tokens", None))
+            row["busy_s"].append(getattr(s, "seconds", None))
+            row["calls"].append(getattr(s, "requests", None))
             row["models"].append(fallback_models.get(role))
             row["sources"].add("step timings")
     out = []

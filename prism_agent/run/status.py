@@ -9,6 +9,7 @@ from prism_agent.run.events import EventLog
 from prism_agent.run.manifest import read_manifest
 from prism_agent.run.paths import RunPaths
 from prism_agent.run.pool import Pool
+from prism_agent.run.rounds import Funnel
 
 
 def run_status(root: Path) -> dict:
@@ -35,6 +36,7 @@ def run_status(root: Path) -> dict:
         "g_vendi": measures[-1]["g_vendi"] if measures else None,
         "g_vendi_history": [round(e["g_vendi"], 4) for e in measures],
         "last_round": rounds[-1].get("funnel") if rounds else None,
+        "last_funnel": Funnel.of(rounds[-1].get("funnel")).counts() if rounds else None,
         "stop_reason": stops[-1]["reason"] if stops and stops[-1].get("accepted") == accepted else None,
         **_backend_errors(by_kind["usage"]),
     }

@@ -15,7 +15,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-STAGES = ("generated", "parsed", "voted", "sparse", "decontaminated", "accepted")
+from prism_agent.run.rounds import FUNNEL_STEPS, Funnel, GenerateSummary, Step
+
+STAGES = Funnel.STAGES
 BLOCKS = "▁▂▃▄▅▆▇█"
 
 
@@ -29,9 +31,7 @@ def sparkline(values: list[float], width: int = 40) -> str:
 
 
 def funnel_of(last: dict) -> dict[str, int]:
-    g, v, r, d, c = (last.get(k, {}) for k in ("generate", "vote", "reject", "decontaminate", "commit"))
-    return {"generated": g.get("generated", 0), "parsed": g.get("parsed", 0), "voted": v.get("voted", 0),
-            "sparse": r.get("sparse", 0), "decontaminated": d.get("kept", 0), "accepted": c.get("accepted", 0)}
+    return Funnel.of(last).counts()
 
 
 class Dashboard:
@@ -62,21 +62,20 @@ class Dashboard:
         self.pool = data.get("pool", self.pool)
         if "round" in data:
             self.round = data["round"]
-        if node == "measure" and "g_vendi" in data:
+        if node == Step.MEASURE and "g_vendi" in data:
             self.g_vendi.append(data["g_vendi"])
         last = data.get("last") or {}
-        if node == "generate" and "generate" in last:
-            g = last["generate"]
+        if node == Step.GENERATE and (g := GenerateSummary.load(last.get(Step.GENERATE))):
             tok, sec = self.tokens.get("generator", (0, 0.0))
-            self.tokens["generator"] = (tok + g.get("tokens", 0), sec + g.get("seconds", 0.0))
-        if node == "cluster":
+            self.tokens["generator"] = (tok + g.tokens, sec + g.seconds)
+        if node == Step.CLUSTER:
             self.this_round = dict.fromkeys(STAGES, 0)
-        if node in ("generate", "vote", "reject", "decontaminate", "commit"):
+        if node in FUNNEL_STEPS:
             self.this_round = funnel_of(last)
-        if node == "commit":
+        if node == Step.COMMIT:
             for k, v in self.this_round.items():
                 self.total[k] += v
-        if node == "finish":
+        if node == Step.FINISH:
             self.stop_reason = data.get("stop_reason")
 
     def error(self, text: str) -> None:
