@@ -29,7 +29,7 @@ def main() -> None:
     from prism_agent.config.featurize import FeaturizerConfig
     from prism_agent.diversity.select import random_subset, select
     from prism_agent.diversity.vendi import vendi
-    from prism_agent.measure import featurize
+    from prism_agent.measure_dataset import featurize
 
     t = time.perf_counter()
     store, stats = featurize(args.data, config=FeaturizerConfig(threads=args.threads), limit=args.rows)

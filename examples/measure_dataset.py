@@ -12,7 +12,7 @@ import argparse
 
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.data.reader import Fields
-from prism_agent.measure import measure
+from prism_agent.measure_dataset import measure
 
 
 def main() -> None:

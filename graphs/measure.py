@@ -26,7 +26,7 @@ class MeasureState(TypedDict, total=False):
 
 def featurize(state: MeasureState) -> MeasureState:
     from prism_agent.config.featurize import FeaturizerConfig
-    from prism_agent.measure import featurize as run
+    from prism_agent.measure_dataset import featurize as run
 
     store, stats = run(state["data"], config=FeaturizerConfig(kind=state.get("featurizer", "fast")),
                        proxy=state.get("proxy"), limit=state.get("limit"))
@@ -35,7 +35,7 @@ def featurize(state: MeasureState) -> MeasureState:
 
 def score(state: MeasureState) -> MeasureState:
     from prism_agent.gradients.store import FeatureStore
-    from prism_agent.measure import g_vendi_of_store
+    from prism_agent.measure_dataset import g_vendi_of_store
 
     result = g_vendi_of_store(FeatureStore.load(state["features_dir"]))
     return {"g_vendi": result.q1, "g_vendi_q2": result.q2}

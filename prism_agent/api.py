@@ -129,7 +129,7 @@ def measure(data: str | Path, *, proxy: str | None = None, featurizer: str = "fa
     from prism_agent.config.featurize import FeaturizerConfig
     from prism_agent.data.reader import Fields
     from prism_agent.errors import one_line
-    from prism_agent.measure import measure as run_measure
+    from prism_agent.measure_dataset import measure as run_measure
 
     quiet_libraries()
     try:

@@ -101,7 +101,7 @@ def test_data_file_is_featurized_first(store, tmp_path, monkeypatch):
         return store
 
     fake = types.SimpleNamespace(featurize_to_store=featurize_to_store)
-    monkeypatch.setitem(sys.modules, "prism_agent.measure", fake)
+    monkeypatch.setitem(sys.modules, "prism_agent.measure_dataset", fake)
     data = tmp_path / "pool.jsonl"
     result = run(str(data), "--json")
     assert result.exit_code == 0, result.output

@@ -16,7 +16,7 @@ import torch
 
 from prism_agent.config.backends import LocalBackendConfig
 from prism_agent.config.featurize import FeaturizerConfig
-from prism_agent.config.run import build_run_config
+from prism_agent.config_files import build_run_config
 from prism_agent.errors import BadInputError
 from prism_agent.gradients.base import make_featurizer
 from prism_agent.gradients.proxy import load_proxy

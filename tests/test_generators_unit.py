@@ -11,13 +11,8 @@ import httpx
 import openai
 import pytest
 
-from prism_agent.config.backends import (
-    LocalBackendConfig,
-    OpenAIBackendConfig,
-    load_roles,
-    parse_backend,
-    with_shorthand,
-)
+from prism_agent.config.backends import LocalBackendConfig, OpenAIBackendConfig, parse_backend
+from prism_agent.config_files import load_roles, with_shorthand
 from prism_agent.errors import BadInputError
 from prism_agent.generators import GenRequest, Message, Sampling, make_generator, request_key
 from prism_agent.generators.admission import AdaptiveLimiter

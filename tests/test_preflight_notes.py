@@ -4,7 +4,7 @@ spends anything; other runs get none (EVIDENCE.md: that solver boxed 8 of 45 ans
 from __future__ import annotations
 
 from prism_agent.config.backends import OpenAIBackendConfig
-from prism_agent.config.run import build_run_config
+from prism_agent.config_files import build_run_config
 from prism_agent.run.preflight import check_models, weak_solver_note
 
 

@@ -105,14 +105,14 @@ def test_measure_equals_the_cli_json(tmp_path, tiny_llama_dir):
     assert mine["n"] == 10 and 1.0 <= mine["g_vendi"] <= 10
 
 
-def test_measure_stays_the_api_function_beside_the_engine_module():
+def test_measure_is_the_api_function_whatever_was_imported_before():
     import importlib
 
-    engine = importlib.import_module("prism_agent.measure")  # what the loop and the CLI import
-    assert prism_agent.measure is measure and callable(prism_agent.measure)
-    from prism_agent.measure import MeasureResult
+    import prism_agent.measure_dataset as engine  # what the loop and the CLI import: no name shared with the API
 
-    assert MeasureResult is engine.MeasureResult
+    importlib.import_module("prism_agent.api")
+    assert prism_agent.measure is measure and callable(prism_agent.measure)
+    assert engine.measure is not measure  # the engine's function returns a MeasureResult, the API's a dict
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [
@@ -139,7 +139,7 @@ def test_bad_measure_input_is_one_line(tmp_path):
 
 
 def test_a_changed_config_is_refused_unless_forced_then_a_warning(tmp_path):
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config_files import build_run_config
     from prism_agent.loop.context import RunContext
 
     root = tmp_path / "run"

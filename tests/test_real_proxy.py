@@ -38,7 +38,7 @@ def test_fast_equals_autograd_on_real_proxy(proxy, samples):
 
 
 def test_measure_ranks_near_duplicates_below_real_data(tmp_path):
-    from prism_agent.measure import measure
+    from prism_agent.measure_dataset import measure
 
     near = tmp_path / "near.jsonl"
     near.write_text("".join(json.dumps({"id": str(i), "prompt": "Premise: A dog runs.\nHypothesis: An animal "

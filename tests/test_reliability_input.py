@@ -45,7 +45,7 @@ def _make_run(root: Path, task: str = "nli", generator: str | None = None) -> di
     after `prepare` (manifest, seeds, events), made in-process so that no model is loaded."""
     from prism_agent.cli.run_cmd import role_spec
     from prism_agent.config.backends import parse_roles
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config_files import build_run_config
     from prism_agent.loop.context import RunContext
 
     cfg = build_run_config(None, {"task": task, "target": "2"})

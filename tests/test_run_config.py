@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from prism_agent.config.backends import OpenAIBackendConfig, parse_roles
-from prism_agent.config.run import build_run_config, parse_target
+from prism_agent.config.run import parse_target
+from prism_agent.config_files import build_run_config
 from prism_agent.errors import BadInputError
 from prism_agent.run.manifest import open_manifest, read_manifest
 from prism_agent.run.paths import RunPaths
@@ -149,3 +150,26 @@ def test_option_added_later_does_not_block_resume(tmp_path):
     paths.manifest.write_text(json.dumps(data))
     with pytest.raises(BadInputError, match=r"generation\.top_p: \(unset\) → 0\.9"):
         open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10, "generation": {"top_p": 0.9}}))
+
+
+def test_the_default_model_is_a_pinned_artifact():
+    """config/ names the default model without importing the model registry; the registry must pin it."""
+    from prism_agent.config.defaults import DEFAULT_PROXY
+    from prism_agent.models.registry import PINNED
+
+    assert DEFAULT_PROXY in PINNED
+
+
+def test_config_declarations_import_nothing_above_errors():
+    """config/ is imported by everything; it must not pull in the layers above it at import time."""
+    import ast
+    from pathlib import Path
+
+    import prism_agent.config as pkg
+
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: the task lookups for vote defaults are lazy, by design
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prism_agent."):
+                assert node.module == "prism_agent.errors" or node.module.startswith("prism_agent.config"), \
+                    f"{path.name} imports {node.module}"

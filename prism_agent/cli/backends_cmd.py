@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from prism_agent.cli.console import out
-from prism_agent.config.backends import ROLES, load_roles, with_shorthand
+from prism_agent.config.backends import ROLES
+from prism_agent.config_files import load_roles, with_shorthand
 
 backends_app = typer.Typer(help="Check the text backends configured per role (generator, solver, judge).",
                            no_args_is_help=True)

@@ -33,7 +33,7 @@ def _load_store(path: Path) -> FeatureStore:
     if path.is_dir() and (path / MANIFEST).is_file():
         return FeatureStore.load(path)
     try:
-        from prism_agent.measure import featurize_to_store
+        from prism_agent.measure_dataset import featurize_to_store
     except ImportError as exc:  # a partial install; say so in one line rather than a traceback
         raise BadInputError(f"{path} is a data file, but featurizing is unavailable here ({exc})") from None
     return featurize_to_store(path)

@@ -34,8 +34,8 @@ def _resolve_data(data: str, task: str) -> tuple[Path, str]:
 
 
 def _decontam_config(config: Path | None, overrides: dict):
-    from prism_agent.config.backends import read_toml
     from prism_agent.config.decontam import DecontamConfig
+    from prism_agent.config_files import read_toml
 
     table = read_toml(config).get("decontam", {}) if config else {}
     if not isinstance(table, dict):
@@ -160,7 +160,8 @@ def _rows(path: Path) -> int | None:
 
 
 def _judge(config, backend, base_url, model, api_key_env, replay):
-    from prism_agent.config.backends import LocalBackendConfig, load_roles, with_shorthand
+    from prism_agent.config.backends import LocalBackendConfig
+    from prism_agent.config_files import load_roles, with_shorthand
     from prism_agent.generators import ReplayStore, make_generator
 
     roles = with_shorthand(load_roles(config), "judge", {"backend": backend, "base_url": base_url, "model": model,

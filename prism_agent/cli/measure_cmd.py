@@ -59,7 +59,7 @@ def measure(
 
     Features are cached and resumable: re-running the same command reuses finished shards.
     """
-    from prism_agent.measure import measure as run_measure
+    from prism_agent.measure_dataset import measure as run_measure
 
     if features_dir is not None and len(data) > 1:
         raise BadInputError("--features-dir names one store; give one dataset with it")

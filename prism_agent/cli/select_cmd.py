@@ -47,7 +47,7 @@ def select(
     from prism_agent.diversity.select import select as pick
     from prism_agent.diversity.vendi import vendi
     from prism_agent.errors import one_line
-    from prism_agent.measure import featurize
+    from prism_agent.measure_dataset import featurize
 
     if method not in METHODS:
         raise BadInputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")

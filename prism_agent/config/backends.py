@@ -17,19 +17,12 @@ environment at the moment a backend is built, never stored in config objects tha
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from prism_agent.config.defaults import DEFAULT_PROXY
 from prism_agent.errors import BadInputError, one_line
-from prism_agent.models.registry import DEFAULT_PROXY
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ROLES = ("generator", "solver", "judge")
 SECRET_KEYS = frozenset({"api_key", "key", "token", "api_token", "secret", "password", "authorization"})
@@ -150,36 +143,3 @@ def parse_roles(data: dict, *, where: str = "roles") -> RolesConfig:
     if unknown:
         raise BadInputError(f"{where}: unknown role {unknown[0]!r}; roles: {', '.join(ROLES)}")
     return RolesConfig(**{r: parse_backend(t, where=f"{where}.{r}") for r, t in data.items()})
-
-
-def read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise BadInputError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInputError(f"{path}: not valid TOML: {exc}") from None
-
-
-def load_roles(path: Path | None) -> RolesConfig:
-    """Roles from a TOML file's `[roles.*]` tables (or none: all local)."""
-    if path is None:
-        return RolesConfig()
-    return parse_roles(read_toml(path).get("roles", {}), where=f"{path.name}: roles")
-
-
-def with_shorthand(roles: RolesConfig, role: str | None, overrides: dict) -> RolesConfig:
-    """Apply CLI shorthands (`--backend`, `--base-url`, `--model`, `--api-key-env`) to one role or all.
-    Changing the backend kind starts that role from the new kind's defaults."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if not overrides:
-        return roles
-    targets = [role] if role else list(ROLES)
-    updated = {}
-    for r in targets:
-        current = roles.of(r).model_dump()
-        if "backend" in overrides and overrides["backend"] != current["backend"]:
-            current = {}
-        updated[r] = parse_backend({**current, **overrides}, where=f"--role {r}")
-    return roles.model_copy(update=updated)

@@ -12,17 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from prism_agent.config.backends import RolesConfig, parse_roles, read_toml
+from prism_agent.config.backends import RolesConfig
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.config.vote import VoteConfig
-from prism_agent.errors import BadInputError, one_line
+from prism_agent.errors import BadInputError
 
 _TARGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 
@@ -197,42 +196,3 @@ def strip_free(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             continue
         out[key] = strip_free(value, f"{path}.") if isinstance(value, dict) else value
     return out
-
-
-def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
-    """TOML file (if any) → dict, CLI overrides on top (None means "not given"), then strict validation."""
-    data: dict[str, Any] = read_toml(path) if path else {}
-    roles = data.pop("roles", None)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            data[key] = {**data.get(key, {}), **value}
-        else:
-            data[key] = value
-    if "target" in data:
-        data["target"] = parse_target(data["target"])
-    for key in ("seeds", "benchmarks"):
-        if key in data and isinstance(data[key], list):
-            data[key] = tuple(data[key])
-    where = f"{path.name}: " if path else ""
-    parsed_roles = parse_roles(roles, where=f"{where}roles") if roles is not None else RolesConfig()
-    nested = {}
-    key = ""
-    try:
-        for key, cls in (("generation", GeneratorSampling), ("featurizer", FeaturizerConfig),
-                         ("cluster", ClusterConfig), ("decontam", DecontamConfig)):
-            if key in data:
-                nested[key] = cls.model_validate(data.pop(key))
-        if "vote" in data:
-            key = "vote"
-            vote = dict(data.pop("vote"))
-            if "task" in vote:
-                raise BadInputError(f"{where}vote.task: not a setting (voting follows the run's task)")
-            nested["vote"] = VoteConfig.for_task(data.get("task", ""), **vote)
-        key = ""
-        return RunConfig(**data, **nested, roles=parsed_roles)
-    except ValidationError as exc:
-        raise BadInputError(f"{where}{one_line(exc, prefix=f'{key}.' if key else '', root='config')}") from None
-    except TypeError as exc:  # an unknown top-level key
-        raise BadInputError(f"{where}{exc}") from None

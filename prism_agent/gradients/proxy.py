@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from prism_agent.config.defaults import DEFAULT_PROXY
 from prism_agent.models.load import load_causal_lm, resolve_model
 from prism_agent.models.pull import Step
-from prism_agent.models.registry import DEFAULT_PROXY
 
 
 @dataclass

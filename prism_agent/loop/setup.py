@@ -54,8 +54,8 @@ def run_config(root: Path, config: Path | None, overrides: dict[str, Any],
     sets the featurizer's and every embedded backend's. Returns the config with its dtypes pinned (an existing
     run keeps its featurizer's; preflight compares the config with the manifest) and what they resolved to
     (`run.dtypes.ComputeDtypes`, for the run's header)."""
-    from prism_agent.config.backends import parse_roles, read_toml
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config.backends import parse_roles
+    from prism_agent.config_files import build_run_config, read_toml
     from prism_agent.run.dtypes import pin_dtypes, with_dtype
     from prism_agent.run.paths import RunPaths
 

@@ -160,7 +160,7 @@ def reconcile(ctx: RunContext) -> None:
 
 
 def measure(ctx: RunContext) -> dict:
-    from prism_agent.measure import g_vendi_of_store
+    from prism_agent.measure_dataset import g_vendi_of_store
 
     store = ctx.feature_store()
     res = g_vendi_of_store(store)

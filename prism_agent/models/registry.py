@@ -54,7 +54,6 @@ PINNED: dict[str, PinnedModel] = {
     )
 }
 
-DEFAULT_PROXY = "smollm2-135m-instruct"
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 
 

@@ -61,7 +61,7 @@ def weak_solver_note(cfg: RunConfig) -> str | None:
     """What to use instead, when a math run votes with the embedded 135M solver: in EVIDENCE.md it boxed an
     answer in 8 of 45 solutions and no two agreed, so the run would spend its budget accepting nothing. The
     run goes ahead (a smoke test is a fair use), as `decontam` does with its embedded judge."""
-    from prism_agent.models.registry import DEFAULT_PROXY
+    from prism_agent.config.defaults import DEFAULT_PROXY
 
     solver = cfg.roles.of("solver")
     if cfg.task != "math" or solver.backend != "local" or solver.model != DEFAULT_PROXY:
@@ -78,8 +78,8 @@ def _stderr(line: str) -> None:
 def check_models(cfg: RunConfig, note: Callable[[str], None] = _stderr) -> None:
     """The proxy and every local/vllm role's model exist (a pinned name, or a folder or .gguf file); a model
     that exists but cannot do the job gets a `note` line (`weak_solver_note`)."""
+    from prism_agent.config.defaults import DEFAULT_PROXY
     from prism_agent.models.load import check_spec
-    from prism_agent.models.registry import DEFAULT_PROXY
 
     check_spec(cfg.proxy or DEFAULT_PROXY, "proxy", gguf_ok=True)
     for role in ROLES:

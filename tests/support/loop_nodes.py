@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prism_agent.config.run import build_run_config
+from prism_agent.config_files import build_run_config
 from prism_agent.loop.context import RunContext
 
 HEAVY = ("roles", "replay", "proxy", "featurizer", "decontaminator")  # RunContext's lazily built parts

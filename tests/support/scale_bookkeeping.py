@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from prism_agent.config.run import build_run_config
+from prism_agent.config_files import build_run_config
 from prism_agent.gradients.store import FeatureStore
-from prism_agent.measure import g_vendi_of_store
+from prism_agent.measure_dataset import g_vendi_of_store
 from prism_agent.run.export import export
 from prism_agent.run.manifest import open_manifest
 from prism_agent.run.paths import RunPaths
