@@ -157,3 +157,14 @@ def test_tiny_vanilla_run_and_graph_is_kept_on_resume(setup):
     assert len(lines) == 1 and lines[0].startswith("error:") and "graph" in lines[0], refused.stderr
     assert "Traceback" not in refused.stderr
     assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == files
+
+    # the checkpointer is LangGraph's resume, not the truth about data: without it the same command continues
+    # after the last committed round (prepare reads it from the commit log) and pays for no round twice
+    (run_dir / "checkpoints.sqlite").unlink()
+    rounds_before = status["rounds"]
+    extended = _cli(*[a if a != "2" else "3" for a in args])
+    assert extended.returncode == 0, extended.stderr[-3000:]
+    status = json.loads(_cli("status", str(run_dir), "--json").stdout)
+    assert status["complete"] and status["accepted"] == 3 and status["rounds"] > rounds_before
+    generated = [e["round"] for e in _events(run_dir) if e["kind"] == "generate"]
+    assert sorted(generated) == list(range(1, status["rounds"] + 1))  # continued numbering, no round twice
