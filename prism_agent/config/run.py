@@ -80,9 +80,11 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     task: str
-    graph: Literal["prismatic", "vanilla"] = Field(
+    graph: Literal["prismatic", "novelty", "gain", "generate-only", "vanilla"] = Field(
         "prismatic", description="prismatic: few-shot from sparse gradient clusters, keep candidates nearest a "
-        "sparse centroid; vanilla: few-shot from random pool samples, no cluster rejection (the paper's baseline)")
+        "sparse centroid (the paper's rule); novelty, gain, generate-only: the same prompts, keep candidates far "
+        "from the pool, those that raise G-Vendi most, or all (README \"Acceptance rules\"); vanilla: few-shot "
+        "from random pool samples, no rejection (the paper's baseline)")
     target: int = Field(..., ge=1)
     seeds: tuple[str, ...] = Field((), description="seed sets (built-in names or files); default: the task's")
     seed_sample: int | None = Field(None, ge=1, description="seed rows used; default: scaled to the target")

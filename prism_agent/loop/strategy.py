@@ -95,3 +95,85 @@ class Vanilla(Strategy):
 
     def keep(self, ctx, r, rows, feats):
         return list(rows), list(feats)
+
+
+# ---- acceptance rules on prismatic prompting (README "Acceptance rules"); the few-shot choice is Prismatic's --
+
+
+def _pool_features(ctx: RunContext) -> np.ndarray:
+    """The pool's feature rows (float32), read from the run's feature store without loading the proxy."""
+    from prism_agent.gradients.store import FeatureStore
+
+    store = FeatureStore.load(ctx.paths.features)
+    blocks = list(store.iter_blocks())
+    return np.concatenate(blocks) if blocks else np.zeros((0, store.dim), np.float32)
+
+
+def _pool_gram(ctx: RunContext, pool: np.ndarray) -> tuple[np.ndarray, int]:
+    """INTEGRATION POINT: the pool's Gram matrix Σ ĝ ĝᵀ of its unit feature rows (d×d, float64) and its row
+    count, recomputed from the feature store's rows each round. Swap for the running Gram cache
+    (`diversity/gram.py`, `pool_gram`) where that exists: same (G, n), without re-reading the pool."""
+    from prism_agent.diversity.vendi import CovarianceAccumulator
+
+    acc = CovarianceAccumulator(pool.shape[1])
+    acc.add(pool)
+    return acc.gram, acc.n
+
+
+class _Rule(Prismatic):
+    """Prismatic's few-shot examples (one sparse cluster per request); subclasses choose which to keep."""
+
+    def keep(self, ctx, r, rows, feats):
+        if not rows:
+            return [], []
+        kept, notes = self.decide(ctx, np.asarray(feats))
+        return [{**rows[i], **notes[i]} for i in kept], [feats[i] for i in kept]
+
+    def decide(self, ctx: RunContext, feats: np.ndarray) -> tuple[list[int], dict[int, dict]]:
+        """The candidates kept (indices, in the order the rule took them) and what to record on each."""
+        raise NotImplementedError
+
+
+@register
+class Novelty(_Rule):
+    """Keep a candidate whose cosine to its nearest pool row is below the median of the pool rows' own
+    nearest-neighbour cosines (`diversity/novelty.py`)."""
+
+    name = "novelty"
+
+    def decide(self, ctx, feats):
+        from prism_agent.diversity.novelty import novelty_keep, pool_threshold
+
+        pool = _pool_features(ctx)
+        picks = novelty_keep(pool, feats, pool_threshold(pool))
+        return picks.kept, {i: {"nn_cosine": round(float(picks.cosines[i]), 4),
+                                "threshold": round(picks.threshold, 4)} for i in picks.kept}
+
+
+@register
+class Gain(_Rule):
+    """Keep the candidates that raise G-Vendi most, greedily over the round's batch, each only if it adds
+    more than a copy of its nearest pool row would (`diversity/gain.py`)."""
+
+    name = "gain"
+
+    def decide(self, ctx, feats):
+        from prism_agent.diversity.gain import greedy_gain_keep
+        from prism_agent.diversity.novelty import nearest
+
+        pool = _pool_features(ctx)
+        gram, n = _pool_gram(ctx, pool)
+        _, where = nearest(pool, feats)
+        picks = greedy_gain_keep(gram, n, feats, pool[where])
+        return picks.order, {i: {"gain": round(g, 6), "floor": round(f, 6)}
+                             for i, g, f in zip(picks.order, picks.gains, picks.floors, strict=True)}
+
+
+@register
+class GenerateOnly(_Rule):
+    """Sparse-cluster few-shot prompts and every voted candidate kept: what the prompting alone buys."""
+
+    name = "generate-only"
+
+    def decide(self, ctx, feats):
+        return list(range(feats.shape[0])), {i: {} for i in range(feats.shape[0])}
