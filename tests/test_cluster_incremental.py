@@ -61,6 +61,8 @@ def test_growth_zero_refits_every_round_and_settings_change_refits(tmp_path):
     assert plan_round(as_rows(store), every, clusters, 2).kind == "cold"
     assert plan_round(as_rows(store), CFG, clusters, 2).kind == "update"
     assert plan_round(as_rows(store), CFG.model_copy(update={"seed": 7}), clusters, 2).kind == "update"
+    assert plan_round(as_rows(store), CFG.model_copy(update={"iterations": 3}), clusters, 2).kind == "update"
+    assert plan_round(as_rows(store), CFG.model_copy(update={"k_min": 25}), clusters, 2).kind == "cold"
     assert plan_round(as_rows(store), CFG.model_copy(update={"sparse_ratio": 0.3}), clusters, 2).kind == "cold"
 
 

@@ -55,9 +55,9 @@ from prism_agent.errors import BadInputError
 
 Kind = Literal["cold", "warm", "update", "resumed"]
 
-# Settings that do not change what a clustering is: a change to any other field forces a cold fit.
-_NEUTRAL = {"seed", "refit_growth", "refit_iterations", "batch_size", "threads", "device", "fewshot_shots",
-            "fewshot_mode", "fewshot_smallest_fraction", "fewshot_min_clusters"}
+# The settings that define what a clustering is (how many clusters, which are sparse): a change to one of
+# them forces a cold fit. The others say how a fit is computed or how it is used, and a refit applies them.
+_SHAPING = {"k_ratio", "k_min", "k_max", "sparse_ratio"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class SliceRows(PrefixRows):
 
 
 def same_settings(a: ClusterConfig, b: ClusterConfig) -> bool:
-    return a.model_dump(exclude=_NEUTRAL) == b.model_dump(exclude=_NEUTRAL)
+    return a.model_dump(include=_SHAPING) == b.model_dump(include=_SHAPING)
 
 
 def base_n(record: dict) -> int:
