@@ -39,7 +39,7 @@ ROUND = 3  # the timed round; rounds 1 and 2 hold the previous fit and the timed
 def parse_size(text: str) -> int:
     text = text.strip().lower()
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(round(float(text.rstrip("km")) * scale))
+    return round(float(text.rstrip("km")) * scale)
 
 
 def run_config(n: int, args):

@@ -64,8 +64,9 @@ def run_all(out: Path, args) -> dict[str, dict]:
     return {name: status(out / name) for name, _, _ in runs}
 
 
-def replay(run_dir: Path, growth: float) -> dict:
-    """Decide the every-round run's voted candidates with its own clusterings and with the replayed policy."""
+def replay(run_dir: Path, growths: list[float]) -> dict:
+    """Decide the every-round run's voted candidates with its own clusterings and with the policy replayed
+    over the same sequence of pools, for each refit growth in `growths`."""
     from prism_agent.cluster.artifacts import committed_rounds, load_round
     from prism_agent.cluster.incremental import PrefixRows, cluster_round
     from prism_agent.cluster.round import build_round
@@ -78,37 +79,37 @@ def replay(run_dir: Path, growth: float) -> dict:
 
     ctx = RunContext.open(run_dir, read_manifest(RunPaths(run_dir)).config)
     rows = StoreRows(FeatureStore.load(ctx.paths.features))
-    sim = Path(tempfile.mkdtemp(prefix="refit-replay-"))
-    per_round, kinds = [], {}
-    totals = {"candidates": 0, "same_every": 0, "agree_incremental": 0, "agree_other_seed": 0}
+    sims = {g: Path(tempfile.mkdtemp(prefix=f"refit-replay-{g}-")) for g in growths}
+    out = {g: {"rounds": [], "plans": {}, "candidates": 0, "agree": 0} for g in growths}
+    other_agree = same_every = total = 0
     for r in committed_rounds(ctx.paths.clusters):
         saved = load_round(ctx.paths.clusters, r)
         pool = PrefixRows(rows, saved.n)
-        inc, plan = cluster_round(pool, saved.config.model_copy(update={"refit_growth": growth}), sim, r)
-        kinds[plan.kind] = kinds.get(plan.kind, 0) + 1
         voted = steps.read_rows(ctx, r, "vote")
-        if not voted:
-            continue
-        feats, kept = steps._featurize(ctx, voted)
-        if not kept:
-            continue
-        other = build_round(pool, saved.config.model_copy(update={"seed": saved.config.seed + 1}))
-        a, b, c = (x.decide(feats).accepted for x in (saved, inc, other))
-        logged = {x["id"] for x in steps.read_rows(ctx, r, "reject")}
-        same = np.array([voted[i]["id"] in logged for i in kept]) == a
-        m = len(kept)
-        per_round.append({"round": r, "pool": saved.n, "k": saved.k, "fit": plan.kind, "candidates": m,
-                          "agree_incremental": int((a == b).sum()), "agree_other_seed": int((a == c).sum()),
-                          "accepted_every": int(a.sum()), "accepted_incremental": int(b.sum())})
-        totals["candidates"] += m
-        totals["same_every"] += int(same.sum())
-        totals["agree_incremental"] += int((a == b).sum())
-        totals["agree_other_seed"] += int((a == c).sum())
-    n = max(1, totals["candidates"])
-    return {"rounds": per_round, "plans": kinds, **totals,
-            "agreement_incremental": totals["agree_incremental"] / n,
-            "agreement_other_seed": totals["agree_other_seed"] / n,
-            "every_round_decisions_reproduced": totals["same_every"] / n}
+        feats, kept = steps._featurize(ctx, voted) if voted else (None, [])
+        if kept:
+            a = saved.decide(feats).accepted
+            other = build_round(pool, saved.config.model_copy(update={"seed": saved.config.seed + 1}))
+            logged = {x["id"] for x in steps.read_rows(ctx, r, "reject")}
+            same_every += int((np.array([voted[i]["id"] in logged for i in kept]) == a).sum())
+            other_agree += int((a == other.decide(feats).accepted).sum())
+            total += len(kept)
+        for g in growths:
+            inc, plan = cluster_round(pool, saved.config.model_copy(update={"refit_growth": g}), sims[g], r)
+            o = out[g]
+            o["plans"][plan.kind] = o["plans"].get(plan.kind, 0) + 1
+            if kept:
+                b = inc.decide(feats).accepted
+                o["rounds"].append({"round": r, "pool": saved.n, "k": saved.k, "fit": plan.kind,
+                                    "candidates": len(kept), "agree": int((a == b).sum()),
+                                    "accepted_every": int(a.sum()), "accepted_policy": int(b.sum())})
+                o["candidates"] += len(kept)
+                o["agree"] += int((a == b).sum())
+    n = max(1, total)
+    for o in out.values():
+        o["agreement"] = o["agree"] / max(1, o["candidates"])
+    return {"candidates": total, "every_round_decisions_reproduced": same_every / n,
+            "agreement_other_seed": other_agree / n, "by_refit_growth": {str(g): o for g, o in out.items()}}
 
 
 def curves(found: dict[str, dict]) -> dict:
@@ -131,15 +132,18 @@ def main() -> None:
     ap.add_argument("--seed-a", type=int, default=0)
     ap.add_argument("--seed-b", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
+    ap.add_argument("--growths", default="0.05,0.1,0.25,0.5", help="refit growths to replay")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     found = run_all(args.out, args)
-    result = {"replay": replay(args.out / "every-a", ClusterConfig().refit_growth), "g_vendi": curves(found),
+    growths = sorted({ClusterConfig().refit_growth, *(float(g) for g in args.growths.split(","))})
+    result = {"replay": replay(args.out / "every-a", growths), "g_vendi": curves(found),
               "runs": {k: {x: v[x] for x in ("accepted", "rounds", "g_vendi")} for k, v in found.items()}}
     (args.out / "agreement.json").write_text(json.dumps(result, indent=1))
     rep = result["replay"]
-    print(f"decision agreement on {rep['candidates']} candidates: incremental {rep['agreement_incremental']:.1%}, "
-          f"another refit seed {rep['agreement_other_seed']:.1%}; G-Vendi max |Δ| incremental vs every-round "
+    by = ", ".join(f"growth {g}: {o['agreement']:.1%}" for g, o in rep["by_refit_growth"].items())
+    print(f"decision agreement on {rep['candidates']} candidates: {by}; another refit seed "
+          f"{rep['agreement_other_seed']:.1%}; G-Vendi max |Δ| incremental vs every-round "
           f"{result['g_vendi']['max_abs_incremental_vs_every']:.4f}, seed A vs B "
           f"{result['g_vendi']['max_abs_seed_a_vs_seed_b']:.4f}")
 
