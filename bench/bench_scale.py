@@ -240,7 +240,9 @@ def main() -> None:
     (args.out / "scale.json").write_text(json.dumps({
         "threads": args.threads, "accept_per_round": args.accept, "candidates": args.candidates,
         "requests": args.requests, "refit_growth": growth, "sizes": {**measured, **modelled},
-        "total_100k_to_1.5M": total}, indent=1))
+        "total_100k_to_1.5M": total,
+        "total_by_refit_growth": {str(g): model(measured, 100_000, 1_500_000, args.accept, g)["after_s"]
+                                  for g in (0.05, 0.10, 0.25, 0.5)}}, indent=1))
     print(json.dumps(total))
 
 
