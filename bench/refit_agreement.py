@@ -8,7 +8,9 @@ featurized again and decided by (1) that round's saved clustering, (2) the incre
 the same sequence of pools, and (3) a cold refit of the same pool with another k-means seed (how much two
 every-round refits disagree by themselves). G-Vendi curves of the three runs are compared too.
 
-    python bench/refit_agreement.py --out bench/out/refit --rounds 20 --per-round 8
+    nice -n 10 python bench/refit_agreement.py --out bench/out/refit --rounds 20 --per-round 8
+
+(each run is CPU-heavy: about 8 minutes alone on 2 cores; `--jobs` runs go at once.)
 
 The results and this command are in BENCHMARKS.md ("Clustering at scale").
 """
@@ -33,7 +35,7 @@ def start(out: Path, name: str, seed: int, growth: float, args) -> subprocess.Po
         return None
     cfg = out / f"{name}.toml"
     cfg.write_text(CONFIG.format(seed=seed, seeds=args.seeds, growth=growth))
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "prism_agent.cli.app", "run", "--task", "nli", "--target",
+    cmd = [sys.executable, "-m", "prism_agent.cli.app", "run", "--task", "nli", "--target",
            "1M", "--max-rounds", str(args.rounds), "--per-round", str(args.per_round), "--config", str(cfg),
            "--run-dir", str(run_dir), "--plain"]
     return subprocess.Popen(cmd, stdout=(out / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
