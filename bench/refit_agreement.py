@@ -114,6 +114,51 @@ def replay(run_dir: Path, growths: list[float]) -> dict:
             "agreement_other_seed": other_agree / n, "by_refit_growth": {str(g): o for g, o in out.items()}}
 
 
+def simulate(features: Path, growths: list[float], seeds: int, rounds: int, per_round: int) -> dict:
+    """The same comparison without generation, on real gradient features: the first `seeds` rows of a
+    feature store are the pool, each round decides the next `per_round` rows as candidates, and the pool
+    grows by what every-round refitting accepts; every policy decides those identical candidates against
+    its own clustering of that identical pool. The store's .npy shards are only read (memmapped)."""
+    from prism_agent.cluster.incremental import cluster_round
+    from prism_agent.config.cluster import ClusterConfig
+    from prism_agent.seeds import derive_seed
+
+    shards = sorted(features.glob("shard-*.npy"))
+    x = np.concatenate([np.load(p, mmap_mode="r") for p in shards]).astype(np.float32)
+    need = seeds + rounds * per_round
+    if x.shape[0] < need:
+        raise SystemExit(f"error: {features} has {x.shape[0]} rows, {need} needed")
+    base = ClusterConfig(threads=1)
+    policies = {"every-other-seed": (0.0, 1), **{f"growth {g}": (g, 0) for g in growths}}
+    roots = {name: Path(tempfile.mkdtemp(prefix="refit-sim-")) for name in ("every", *policies)}
+    pool = list(range(seeds))
+    stats = {name: {"agree": 0, "plans": {}} for name in policies}
+    total, accepted = 0, 0
+    for r in range(1, rounds + 1):
+        rows = x[pool]
+        cands = x[seeds + (r - 1) * per_round : seeds + r * per_round]
+
+        def decide(name: str, growth: float, shift: int, r: int = r, rows: np.ndarray = rows,
+                   cands: np.ndarray = cands) -> np.ndarray:
+            cfg = base.model_copy(update={"refit_growth": growth,
+                                          "seed": derive_seed(base.seed + shift, "cluster", r) % 2**31})
+            made, plan = cluster_round(rows, cfg, roots[name], r)
+            if name in stats:
+                stats[name]["plans"][plan.kind] = stats[name]["plans"].get(plan.kind, 0) + 1
+            return made.decide(cands).accepted
+
+        every = decide("every", 0.0, 0)
+        for name, (growth, shift) in policies.items():
+            stats[name]["agree"] += int((decide(name, growth, shift) == every).sum())
+        total += per_round
+        accepted += int(every.sum())
+        pool += [seeds + (r - 1) * per_round + i for i in np.flatnonzero(every)]
+    return {"features": str(features), "seeds": seeds, "rounds": rounds, "per_round": per_round,
+            "candidates": total, "accepted_every_round": accepted, "final_pool": len(pool),
+            "agreement": {name: s["agree"] / total for name, s in stats.items()},
+            "plans": {name: s["plans"] for name, s in stats.items()}}
+
+
 def curves(found: dict[str, dict]) -> dict:
     h = {name: np.array(s["g_vendi_history"], dtype=float) for name, s in found.items()}
     m = min(len(v) for v in h.values())
@@ -135,10 +180,19 @@ def main() -> None:
     ap.add_argument("--seed-b", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
     ap.add_argument("--growths", default="0.05,0.1,0.25,0.5", help="refit growths to replay")
+    ap.add_argument("--simulate", type=Path, default=None, help="a feature store: replay on its rows instead "
+                    "of running the loop (no generation)")
+    ap.add_argument("--sim-seeds", type=int, default=1000)
+    ap.add_argument("--sim-candidates", type=int, default=40, help="candidates per simulated round")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    found = run_all(args.out, args)
     growths = sorted({ClusterConfig().refit_growth, *(float(g) for g in args.growths.split(","))})
+    if args.simulate is not None:
+        result = simulate(args.simulate, growths, args.sim_seeds, args.rounds, args.sim_candidates)
+        (args.out / "simulated.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result))
+        return
+    found = run_all(args.out, args)
     result = {"replay": replay(args.out / "every-a", growths), "g_vendi": curves(found),
               "runs": {k: {x: v[x] for x in ("accepted", "rounds", "g_vendi")} for k, v in found.items()}}
     (args.out / "agreement.json").write_text(json.dumps(result, indent=1))
