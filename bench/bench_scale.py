@@ -152,11 +152,19 @@ def one_round(run_dir: Path, n: int, args) -> dict:
     return out
 
 
-def loglog(points: dict[int, float], n: float) -> float:
-    """Cost at n, linear in log-log between measured sizes, extrapolated with the nearest segment's slope."""
+# How each cost grows with the pool n when only one size was measured (k = 1 % of n): an update assigns one
+# round's rows to k centroids (b·k·d), a fit trains on 64 rows per centroid and assigns the pool (n·k·d
+# each), measure and the pool read are O(n) today, the reject decision is m·k·d, a commit appends b rows.
+EXPONENT = {"update_s": 1.0, "refit_s": 2.0, "cold_fit_s": 2.0, "measure": 1.0, "fewshot": 1.0, "reject": 1.0,
+            "commit": 0.0, "run_dir_bytes": 1.0, "clusters_bytes": 1.0}
+
+
+def loglog(points: dict[int, float], n: float, exponent: float = 1.0) -> float:
+    """Cost at n, linear in log-log between measured sizes, extrapolated with the nearest segment's slope;
+    from a single measured size, scaled as n**exponent."""
     xs = sorted(points)
     if len(xs) == 1:
-        return points[xs[0]] * n / xs[0]
+        return points[xs[0]] * (n / xs[0]) ** exponent
     i = int(np.clip(np.searchsorted(xs, n) - 1, 0, len(xs) - 2))
     x0, x1 = xs[i], xs[i + 1]
     y0, y1 = max(points[x0], 1e-9), max(points[x1], 1e-9)
@@ -168,16 +176,19 @@ def model(sizes: dict[int, dict], start: int, stop: int, accept: int, growth: fl
     cost = {node: {n: s[node] for n, s in sizes.items()} for node in ("update_s", "refit_s", "measure", "fewshot",
                                                                          "reject", "commit")}
     cold = {n: s["cold_fit_s"] for n, s in sizes.items() if "cold_fit_s" in s}
-    before = after = 0.0
+    before = after = before_cluster = after_cluster = 0.0
     last_fit = start
     for n in range(start, stop, accept):
-        rest = sum(loglog(cost[x], n) for x in ("measure", "fewshot", "reject", "commit"))
-        after += rest + loglog(cost["update_s"], n)
+        rest = sum(loglog(cost[x], n, EXPONENT[x]) for x in ("measure", "fewshot", "reject", "commit"))
+        cluster = loglog(cost["update_s"], n, 1.0)
         if n >= last_fit * (1 + growth):
-            after += loglog(cost["refit_s"], n)
+            cluster += loglog(cost["refit_s"], n, 2.0)
             last_fit = n
-        before += rest + (loglog(cold, n) if cold else float("nan"))
+        refit_all = loglog(cold, n, 2.0) if cold else float("nan")
+        after, after_cluster = after + rest + cluster, after_cluster + cluster
+        before, before_cluster = before + rest + refit_all, before_cluster + refit_all
     return {"rounds": len(range(start, stop, accept)), "before_s": before, "after_s": after,
+            "before_cluster_s": before_cluster, "after_cluster_s": after_cluster,
             "cold_fit_measured_at": sorted(cold)}
 
 
@@ -227,14 +238,15 @@ def main() -> None:
     growth = ClusterConfig().refit_growth
     modelled = {}
     for n in sorted(skip):
-        row = {x: loglog({m: s[x] for m, s in measured.items()}, n) for x in
+        row = {x: loglog({m: s[x] for m, s in measured.items()}, n, EXPONENT[x]) for x in
                ("update_s", "refit_s", "measure", "fewshot", "reject", "commit", "run_dir_bytes", "clusters_bytes")}
         row["rounds_between_refits"] = max(1.0, growth * n / args.accept)
         row["cluster"] = row["update_s"] + row["refit_s"] / row["rounds_between_refits"]
         row["per_round_s"] = sum(row[x] for x in NODES)
         cold = {m: s["cold_fit_s"] for m, s in measured.items() if "cold_fit_s" in s}
         if cold:
-            row["cold_fit_s"] = loglog(cold, n)
+            row["cold_fit_s"] = loglog(cold, n, 2.0)
+        row["before_per_round_s"] = row.get("cold_fit_s", float("nan")) + row["per_round_s"] - row["cluster"]
         modelled[n] = {"modelled": True, **row}
     total = model(measured, 100_000, 1_500_000, args.accept, growth)
     (args.out / "scale.json").write_text(json.dumps({
