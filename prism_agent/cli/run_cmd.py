@@ -42,8 +42,7 @@ def _line(update: dict) -> str | None:
         return f"G-Vendi {data.get('g_vendi', float('nan')):.3f} over {data.get('pool')} pool rows"
     if node == "cluster":
         c = last.get("cluster", {})
-        fit = f" ({c['fit']})" if c.get("fit") else ""  # cold / warm refit / update / resumed
-        return f"round {data.get('round')}: k={c.get('k')}, {c.get('sparse')} sparse clusters{fit}"
+        return f"round {data.get('round')}: k={c.get('k')}, {c.get('sparse')} sparse clusters"
     if node in ("generate", "vote", "reject", "decontaminate"):
         info = last.get(node, {})
         shown = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in info.items()
