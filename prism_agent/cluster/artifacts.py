@@ -108,6 +108,10 @@ def load_round(root: str | Path, index: int, *, mmap: bool = False) -> ClusterRo
     record = read_record(root, index)
     if record.get("format") != FORMAT:
         raise BadInputError(f"round {index} under {root} has unknown format {record.get('format')!r}")
+    if "base" in record:  # an update between refits: its base fit plus the rows added since
+        from prism_agent.cluster.incremental import load_update
+
+        return load_update(root, index, record, mmap=mmap)
     path = round_dir(root, index)
     mode = "r" if mmap else None
     try:

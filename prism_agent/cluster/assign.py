@@ -3,7 +3,7 @@
 The same routine assigns the whole pool after fitting (1.5M rows read block by block from the store's
 memmaps, one normalised block in RAM at a time) and the few hundred new candidates of a round (the
 Prismatic rule: keep a candidate only if its nearest pool centroid is a sparse cluster). Candidates are never
-added to this round's clustering; the pool is re-clustered next round.
+added to this round's clustering; next round's clustering adds the committed ones (`incremental.py`).
 """
 
 from __future__ import annotations

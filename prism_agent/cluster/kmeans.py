@@ -34,7 +34,7 @@ class KMeansFit:
     centroids: np.ndarray  # (k, dim) float32, unit rows
     train_size: int  # rows the centroids were trained on
     train_mean_cosine: float  # faiss' objective at the last iteration / train_size
-    init: InitMethod
+    init: InitMethod | str  # or "warm": started from the previous fit's centroids
     init_size: int  # rows the seeds were chosen from (k-means++), else 0
     init_seconds: float
     iterations: int
@@ -71,8 +71,32 @@ def kmeanspp_centroids(x: np.ndarray, k: int, config: ClusterConfig) -> tuple[np
     return np.ascontiguousarray(pool[seeds]), m
 
 
-def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig) -> KMeansFit:
-    """Train k unit centroids on a sample of `rows` (20 Lloyd iterations by default, seeded)."""
+def warm_centroids(x: np.ndarray, previous: np.ndarray, k: int, config: ClusterConfig) -> np.ndarray:
+    """Seeds of a warm refit: the previous unit centroids, plus (when the grown pool asks for more clusters)
+    rows of `x` drawn with probability ∝ their squared distance to the nearest previous centroid, in one
+    pass (one k-means++ step for all new seeds, not k sequential greedy ones): new centroids go where the
+    previous ones cover the pool worst, at the cost of one assignment of the training sample."""
+    previous = normalized(np.asarray(previous, dtype=np.float32))[:k]
+    extra = k - previous.shape[0]
+    if extra <= 0:
+        return previous
+    index = faiss.IndexFlatIP(previous.shape[1])
+    index.add(previous)
+    sims, _ = index.search(x, 1)
+    weight = np.maximum(2.0 - 2.0 * sims[:, 0].astype(np.float64), 0.0)
+    rng = np.random.default_rng([config.seed, 0x77])
+    if np.count_nonzero(weight) < extra:
+        weight = weight + 1e-12  # fewer uncovered rows than new seeds: fall back to uniform for the rest
+    picks = rng.choice(x.shape[0], size=extra, replace=False, p=weight / weight.sum())
+    return np.ascontiguousarray(np.concatenate([previous, x[np.sort(picks)]]), dtype=np.float32)
+
+
+def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.ndarray | None = None) -> KMeansFit:
+    """Train k unit centroids on a sample of `rows` (20 Lloyd iterations by default, seeded).
+
+    `warm`: the previous fit's centroids; the refit starts from them (see `warm_centroids`) and runs
+    `config.refit_iterations` iterations instead of seeding from scratch.
+    """
     n = rows.n
     if k < 1:
         raise BadInputError("k must be at least 1")
@@ -82,8 +106,9 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig) -> KMeansFit
     size = train_sample_size(n, k, config)
     x = normalized(rows.take(train_positions(n, size, config.seed)), copy=False)  # take() made a copy
     gpu = use_gpu(config.device)
+    iterations = config.iterations if warm is None else config.refit_iterations
     params = {
-        "niter": config.iterations,
+        "niter": iterations,
         "spherical": True,
         "seed": config.seed,
         "verbose": False,
@@ -97,7 +122,9 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig) -> KMeansFit
     with faiss_threads(config.threads):
         init_started = time.perf_counter()
         init_centroids, init_size = None, 0  # "random": faiss draws k distinct training rows itself
-        if config.init == "first-k":
+        if warm is not None:
+            init_centroids = warm_centroids(x, warm, k, config)
+        elif config.init == "first-k":
             init_centroids = first_k_centroids(rows, k)
         elif config.init == "kmeans++":
             init_centroids, init_size = kmeanspp_centroids(x, k, config)
@@ -111,10 +138,10 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig) -> KMeansFit
         centroids=centroids,
         train_size=size,
         train_mean_cosine=float(objective) / size,
-        init=config.init,
+        init="warm" if warm is not None else config.init,
         init_size=init_size,
         init_seconds=init_seconds,
-        iterations=config.iterations,
+        iterations=iterations,
         seconds=time.perf_counter() - started,
         gpu=gpu,
     )

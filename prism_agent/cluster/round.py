@@ -28,7 +28,7 @@ from prism_agent.config.cluster import ClusterConfig, FewShotMode, InitMethod
 class FitRecord:
     train_size: int
     train_mean_cosine: float
-    init: InitMethod
+    init: InitMethod | str  # or "warm"
     init_size: int
     init_seconds: float
     iterations: int
@@ -100,12 +100,14 @@ class ClusterRound:
         )
 
 
-def build_round(source, config: ClusterConfig | None = None) -> ClusterRound:
-    """Cluster a pool (array, `FeatureStore` or `Rows`): choose k, fit, assign every row, find sparse."""
+def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray | None = None) -> ClusterRound:
+    """Cluster a pool (array, `FeatureStore` or `Rows`): choose k, fit, assign every row, find sparse.
+
+    `warm`: centroids of the previous fit to start from (a refit, see `incremental.py`)."""
     config = config or ClusterConfig()
     rows: Rows = as_rows(source)
     k_choice = choose_k(rows.n, config)
-    fit = fit_spherical_kmeans(rows, k_choice.k, config)
+    fit = fit_spherical_kmeans(rows, k_choice.k, config, warm=warm)
     started = time.perf_counter()
     found = assign_nearest(
         rows, fit.centroids, batch_size=config.batch_size, threads=config.threads, device=config.device

@@ -44,6 +44,14 @@ class ClusterConfig(BaseModel):
     train_points_per_centroid: int = Field(64, ge=1)
     train_sample_max: int = Field(1_000_000, ge=1)
 
+    # -- refit policy (README, "Gradient clusters": what is refit and what is kept)
+    # Refit when the pool has grown by this fraction since the last fit; between refits each committed row
+    # joins its nearest centroid and the sizes and sparse set are updated. 0 refits every round (the
+    # paper's per-batch refit, cost O(n·k·d) per round). Default from BENCHMARKS.md, "Clustering at scale".
+    refit_growth: float = Field(0.10, ge=0.0)
+    # Lloyd iterations of a refit warm-started from the previous centroids (a cold fit runs `iterations`).
+    refit_iterations: int = Field(5, ge=1)
+
     # -- sparse set
     sparse_ratio: float = Field(0.5, gt=0.0, lt=1.0)
 

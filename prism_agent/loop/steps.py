@@ -173,7 +173,12 @@ def cluster_config(ctx: RunContext, r: int):
     round the next round refit the very same clusters and sparse set: a run whose candidates could not reach
     that sparse set stalled until `patience` stopped it (measured: `--target 300` stopped at 17 accepted
     after 5 identical clusterings; other seeds on that pool put 7 and 15 of the 41 last candidates in a
-    sparse cluster). A round clustered before per-round seeds existed keeps its saved seed."""
+    sparse cluster). A round clustered before per-round seeds existed keeps its saved seed.
+
+    The seed shapes only a round that fits (cluster/incremental.py): a cold fit's seeding and training sample,
+    a warm refit's training sample and its new clusters. A round that only updates the previous clustering
+    records its seed but keeps its base fit's centroids; a round after one that committed nothing fits cold
+    with its own seed, so the stall above cannot come back."""
     from prism_agent.cluster.artifacts import committed_rounds, read_record
     from prism_agent.config.cluster import ClusterConfig
 
@@ -185,10 +190,11 @@ def cluster_config(ctx: RunContext, r: int):
 
 
 def cluster(ctx: RunContext, r: int) -> dict:
-    from prism_agent.cluster.artifacts import load_or_build_round
+    """Round r's clustering: a cold fit, a warm refit or an update of the last one (cluster/incremental.py)."""
+    from prism_agent.cluster.incremental import cluster_round
 
-    round_, _ = load_or_build_round(ctx.feature_store(), cluster_config(ctx, r), ctx.paths.clusters, r)
-    return ClusterSummary(k=round_.k, sparse=int(round_.sparse.mask.sum()), pool=round_.n).as_json()
+    round_, plan = cluster_round(ctx.feature_store(), cluster_config(ctx, r), ctx.paths.clusters, r)
+    return ClusterSummary(k=round_.k, sparse=int(round_.sparse.mask.sum()), pool=round_.n, fit=plan.kind).as_json()
 
 
 def _fewshot_picks(ctx: RunContext, r: int) -> list:

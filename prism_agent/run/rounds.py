@@ -78,6 +78,7 @@ class ClusterSummary(StepSummary):
     k: int
     sparse: int  # sparse clusters
     pool: int
+    fit: str | None = None  # how this round's clustering was made (cluster/incremental.py: cold, refit, update, …)
 
 
 class GenerateSummary(StepSummary):
