@@ -78,7 +78,7 @@ class ClusterSummary(StepSummary):
     k: int
     sparse: int  # sparse clusters
     pool: int
-    fit: str | None = None  # how this round's clustering was made (cluster/incremental.py: cold, refit, update, …)
+    fit: str | None = None  # how the clustering was made: cold, warm (refit), update or resumed (cluster/incremental.py)
 
 
 class GenerateSummary(StepSummary):
