@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from prism_agent.generators.base import Generator
+from prism_agent.generators.base import CallStats, GenerationError, Generator
 from prism_agent.generators.types import GenRequest, GenResult
 
 _SCHEMA = """
@@ -104,6 +104,19 @@ class ReplayingGenerator(Generator):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def probe(self) -> None:
+        await self.inner.probe()
+
+    async def load(self) -> None:
+        await self.inner.load()
+
+    @property
+    def dtype(self):
+        return self.inner.dtype
+
+    def stats(self) -> CallStats:
+        return self.inner.stats()
+
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         model_id = self.model_id
         keys = [request_key(model_id, r) for r in requests]
@@ -128,5 +141,10 @@ class ReplayingGenerator(Generator):
                 self.tokens += result.usage.completion_tokens
                 for i in waiting[key]:
                     yield i, result
+        except GenerationError as exc:  # the failed requests by their index in `requests`, not in `todo`
+            if not exc.failed:
+                raise
+            failed = {i: reason for j, reason in exc.failed.items() for i in waiting[todo[j][0]]}
+            raise GenerationError(str(exc), failed=failed) from None
         finally:
             self.busy_s += time.perf_counter() - started

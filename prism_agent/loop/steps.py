@@ -9,7 +9,6 @@ pool, and it is idempotent through the sample log's commit records.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -112,7 +111,7 @@ def calibrate(ctx: RunContext) -> dict | None:
         limit = votes.calibration_rows or CALIBRATION_ROWS
         seeds = [Sample(id=row["id"], prompt=row["prompt"], response=row.get("response", ""))
                  for _, row in zip(range(limit), ctx.pool.iter_seeds(), strict=False)]
-        found = asyncio.run(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
+        found = ctx.run_async(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
         text = found.model_dump_json(indent=1).encode()
         write_atomic(path, lambda fh: fh.write(text))
     if isinstance(found, NoCalibration):
@@ -198,7 +197,7 @@ def generate(ctx: RunContext, r: int) -> dict:
             temperature=gen.temperature, top_p=gen.top_p, max_tokens=cfg.generation_max_tokens(),
             seed=derive_seed(cfg.seed, r, j), stop=generation_stops(ctx.task, gen.prefill)))
     started = time.perf_counter()
-    results = asyncio.run(ctx.roles["generator"].generate(requests))
+    results = ctx.run_async(ctx.roles["generator"].generate(requests))
     seconds = time.perf_counter() - started
     out, blocks = [], 0
     for j, (pick, req, res) in enumerate(zip(picks, requests, results, strict=True)):
@@ -228,7 +227,7 @@ def vote(ctx: RunContext, r: int) -> dict:
     started = time.perf_counter()
     samples = [Sample(id=c["id"], prompt=c["prompt"], response="") for c in cands]
     bias = choice_bias(ctx)
-    records = asyncio.run(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes, bias))
+    records = ctx.run_async(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes, bias))
     out = []
     for c, rec in zip(cands, records, strict=True):
         if not rec.accepted:
@@ -265,7 +264,7 @@ def decontaminate(ctx: RunContext, r: int) -> dict:
     rows = read_rows(ctx, r, "reject")
     started = time.perf_counter()
     samples = [Sample(id=x["id"], prompt=x["prompt"], response=x.get("response", "")) for x in rows]
-    verdicts = asyncio.run(ctx.decontaminator.check(samples)) if samples else []
+    verdicts = ctx.run_async(ctx.decontaminator.check(samples)) if samples else []
     counts = Counts()
     out, audit = [], []
     for row, v in zip(rows, verdicts, strict=True):
