@@ -186,8 +186,8 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.latency_factor",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
-FREE_SUMMARY = ("target, patience, max_rounds, max_failed_fraction, endpoint URLs (base_url), api_key_env, "
-                "per-role concurrency, batch size, threads, embedded backends' dtype, timeouts and retries, and the "
+FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
+                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, and the "
                 "featurizer's threads and batch sizes")
 
 
