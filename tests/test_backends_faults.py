@@ -69,11 +69,11 @@ def test_every_request_completes_through_faults(injector):
     assert len(results) == 24 and all(r.texts[0] for r in results)
     injected = {f: injector.counts[f] for f in FAULTS}
     assert all(v > 0 for v in injected.values()), injected  # each kind of fault really happened
-    assert gen.stats.retries == sum(injected.values()) and gen.stats.failures == 0
-    assert sum(r.calls for r in results) == 24 + gen.stats.retries
-    assert {"429 rate limited", "500 server error", "timeout"} <= set(gen.stats.reasons)
-    assert any(k.startswith("malformed") for k in gen.stats.reasons)
-    assert any(k.startswith("connection error") for k in gen.stats.reasons)
+    assert gen.stats().retries == sum(injected.values()) and gen.stats().failures == 0
+    assert sum(r.calls for r in results) == 24 + gen.stats().retries
+    assert {"429 rate limited", "500 server error", "timeout"} <= set(gen.stats().reasons)
+    assert any(k.startswith("malformed") for k in gen.stats().reasons)
+    assert any(k.startswith("connection error") for k in gen.stats().reasons)
 
 
 def test_retry_after_is_honoured(llamacpp_server):

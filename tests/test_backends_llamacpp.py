@@ -39,7 +39,7 @@ def test_sequential_server_serves_every_request(llamacpp_server):
              for i in range(8)]
     results = gen.generate_sync(batch)
     assert len(results) == 8 and all(r.texts[0] for r in results)
-    assert gen.stats.failures == 0 and gen.limiter.peak_in_flight >= 2  # calls overlapped; the server queued them
+    assert gen.stats().failures == 0 and gen.limiter.peak_in_flight >= 2  # calls overlapped; the server queued them
 
 
 def test_completions_mode_renders_the_chat_template(llamacpp_server):

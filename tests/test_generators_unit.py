@@ -174,3 +174,57 @@ def test_usage_split_over_choices_adds_up():
     assert split_tokens(5, [0, 0]) in ([3, 2], [2, 3])
     assert split_tokens(10, [1, 9]) == [1, 9]
     assert split_tokens(0, [4]) == [0] and split_tokens(3, []) == []
+
+
+def test_registry_builds_every_backend_kind_the_config_accepts():
+    """Each kind a role table may name (config/backends.py BACKENDS) has exactly one registered class, whose
+    `kind` is that name and which implements the whole Generator contract."""
+    from prism_agent.config.backends import BACKENDS
+    from prism_agent.generators.base import Generator
+    from prism_agent.generators.registry import backend_class, kinds
+
+    assert set(kinds()) == set(BACKENDS)
+    for kind in BACKENDS:
+        cls = backend_class(kind)
+        assert issubclass(cls, Generator) and cls.kind == kind
+        assert not getattr(cls, "__abstractmethods__", None), (kind, cls.__abstractmethods__)
+    with pytest.raises(KeyError, match="no backend registered"):
+        backend_class("nope")
+
+
+def test_failed_requests_are_recorded_and_stop_only_past_the_threshold(tmp_path):
+    """run/failures.py: failures are written with their reasons; the step raises only when more than the
+    allowed share failed, and a clean rerun replaces an earlier attempt's record."""
+    import json
+
+    from prism_agent.run.failures import TooManyFailures, failed_counts, settle
+
+    rd = tmp_path / "rounds" / "round-00001"
+    assert settle(rd, "generate", 8, {3: "500 server error after 1 attempt(s)"}, 0.5, lambda j: {"request": j}) == 1
+    rows = [json.loads(x) for x in (rd / "generate-failed.jsonl").read_text().splitlines()]
+    assert rows == [{"request": 3, "reason": "500 server error after 1 attempt(s)"}]
+    assert settle(rd, "vote", 4, {0: "a", 1: "b"}, 0.5, lambda i: {"id": f"c{i}"}) == 2  # 2 of 4: not past 0.5
+    with pytest.raises(TooManyFailures, match=r"round-00001 vote: 3 of 4 requests failed for good .*first: a"):
+        settle(rd, "vote", 4, {0: "a", 1: "b", 2: "c"}, 0.5, lambda i: {"id": f"c{i}"})
+    with pytest.raises(TooManyFailures):
+        settle(rd, "decontam", 10, {0: "x"}, 0.0, lambda i: {"id": i})  # 0: any failure stops the run
+    assert failed_counts(tmp_path / "rounds") == ({"generate": 1, "vote": 3, "decontam": 1},
+                                                  {"500 server error after 1 attempt(s)": 1, "a": 1, "b": 1, "c": 1,
+                                                   "x": 1})
+    settle(rd, "vote", 4, {}, 0.5, lambda i: {})  # the step's rerun failed nothing
+    assert (rd / "vote-failed.jsonl").read_text() == ""
+
+
+def test_round_size_follows_the_generator_backend():
+    from prism_agent.config.backends import parse_roles
+    from prism_agent.config.run import RunConfig
+
+    local = RunConfig(task="nli", target=20)
+    assert local.requests_per_round() == 8  # the embedded default: as before, target/20 within 8..4096
+    assert RunConfig(task="nli", target=300).requests_per_round() == 15
+    roles = parse_roles({"generator": {"backend": "openai", "base_url": "http://h/v1", "model": "m"}})
+    assert RunConfig(task="nli", target=1_500_000, roles=roles).requests_per_round() == 64 * 32
+    assert RunConfig(task="nli", target=300, roles=roles).requests_per_round() == 75  # at most target/4
+    vllm = parse_roles({"generator": {"backend": "vllm"}})
+    assert RunConfig(task="nli", target=1_500_000, roles=vllm).requests_per_round() == 4096
+    assert RunConfig(task="nli", target=1_500_000, roles=roles, per_round=100).requests_per_round() == 100

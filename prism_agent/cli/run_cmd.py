@@ -75,8 +75,8 @@ def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
                 dash.tokens = {role: (getattr(g, "tokens", 0), getattr(g, "busy_s", 0.0))
                                for role, g in ctx.roles.items()}
                 inner = [getattr(g, "inner", g) for g in ctx.roles.values()]
-                errors = [f"{g.kind}: {n} retries ({', '.join(g.stats.reasons)})" for g in set(inner)
-                          if getattr(g, "stats", None) and g.stats.retries for n in [g.stats.retries]]
+                errors = [f"{g.kind}: {st.retries} retries ({', '.join(st.reasons)})" for g in set(inner)
+                          for st in [g.stats()] if st.retries]
                 dash.errors = errors
 
 

@@ -36,6 +36,10 @@ def status(
         reasons = sorted(info["retry_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
         why = f" ({', '.join(f'{n}× {reason}' for reason, n in reasons)})" if reasons else ""
         out.print(f"  endpoint retries: {info['retries']}{why}, failed calls: {info['failures']}", **line)
+    if info["skipped_requests"]:
+        steps = ", ".join(f"{step} {n}" for step, n in info["skipped_requests"].items())
+        first = max(info["skipped_reasons"].items(), key=lambda kv: kv[1])[0]
+        out.print(f"  requests failed for good and skipped: {steps} (most often: {first})", **line)
     if info["stop_reason"]:
         out.print(f"  stopped: {info['stop_reason']}", **line)
 

@@ -96,6 +96,9 @@ class RunConfig(BaseModel):
     max_rounds: int | None = Field(None, ge=1, description="stop after this many rounds (a generation budget: "
                                    "prismatic and vanilla runs compare at equal budgets)")
     prompts: str | None = Field(None, description="folder with your generate.md / solve.md / judge.md")
+    max_failed_fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="a step's requests that fail for good are recorded and skipped; the run "
+        "stops when more than this share of one step's requests failed (0: any failure stops it)")
     generation: GeneratorSampling = GeneratorSampling()
     roles: RolesConfig = RolesConfig()
     featurizer: FeaturizerConfig = FeaturizerConfig()
@@ -142,9 +145,19 @@ class RunConfig(BaseModel):
         return d
 
     def requests_per_round(self) -> int:
+        """`per_round` when set; else sized to the generator's backend so that a round keeps it busy for a few
+        minutes while a small target still takes several rounds (README "Generating data", "Round size"):
+        `local` (CPU decoding, ≈1 request/s): target/20, within 8–4096, as before; `openai`: 64 waves of
+        `max_concurrency` calls (32 in flight: 2,048 requests, ≈2–5 min at the 2–5 s a served 7B model takes
+        per request) and `vllm` (a GPU engine batching a whole step): 4,096, each at most target/4 (at the
+        ≈0.25 samples a request accepts, one round's worth of the target), and at least 8."""
         if self.per_round is not None:
             return self.per_round
-        return int(min(4096, max(8, self.target // 20)))
+        gen = self.roles.generator
+        if gen.backend == "local":
+            return int(min(4096, max(8, self.target // 20)))
+        busy = 64 * gen.max_concurrency if gen.backend == "openai" else 4096
+        return int(max(8, min(busy, self.target // 4)))
 
     def record(self) -> dict[str, Any]:
         """The whole config as JSON (what the manifest keeps). It holds no secret: roles name the environment
@@ -166,7 +179,7 @@ class RunConfig(BaseModel):
 
 # Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
 FREE_FIELDS: tuple[str, ...] = (
-    "target", "patience", "max_rounds",
+    "target", "patience", "max_rounds", "max_failed_fraction",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
@@ -175,8 +188,8 @@ FREE_FIELDS: tuple[str, ...] = (
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, embedded backends' dtype, timeouts and retries, and the featurizer's threads and "
-                "batch sizes")
+                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, and the "
+                "featurizer's threads and batch sizes")
 
 
 def is_free(field: str) -> bool:

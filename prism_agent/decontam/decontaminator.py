@@ -25,7 +25,7 @@ from prism_agent.models.pull import Step
 from prism_agent.paths import cache_root
 from prism_agent.tasks.base import Task
 
-JudgeOutcome = Literal["yes", "no", "unclear", "below_floor", "not_asked"]
+JudgeOutcome = Literal["yes", "no", "unclear", "below_floor", "not_asked", "failed"]
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Counts:
     judge_asked: int = 0
     judge_unclear: int = 0
     below_floor: int = 0
+    judge_failed: int = 0  # judge calls that failed for good: neither kept nor dropped as contaminated
     by_benchmark: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, v: Verdict) -> None:
@@ -56,6 +57,9 @@ class Counts:
         self.judge_asked += v.judge in ("yes", "no", "unclear")
         self.judge_unclear += v.judge == "unclear"
         self.below_floor += v.judge == "below_floor"
+        self.judge_failed += v.judge == "failed"
+        if v.judge == "failed":
+            return
         if v.dropped is None:
             self.kept += 1
             return
@@ -67,7 +71,8 @@ class Counts:
     def as_json(self) -> dict:
         return {"total": self.total, "kept": self.kept, "dropped_ngram": self.ngram, "dropped_judge": self.judge,
                 "judge_asked": self.judge_asked, "judge_unclear": self.judge_unclear,
-                "judge_below_floor": self.below_floor, "by_benchmark": self.by_benchmark}
+                "judge_below_floor": self.below_floor, "judge_failed": self.judge_failed,
+                "by_benchmark": self.by_benchmark}
 
 
 def decontam_cache_dir() -> Path:
@@ -140,9 +145,12 @@ class Decontaminator:
             return
         requests = [judge_request(self.task, self.task.judge_text(samples[k]), nearest[k][0].judge_text,
                                   samples[k].id, self.cfg) for k in ask]
-        results = await self.judge.generate(requests)
+        results, failed = await self.judge.generate_settled(requests)
         model = self.judge.model_id
-        for k, result in zip(ask, results, strict=True):
+        for j, (k, result) in enumerate(zip(ask, results, strict=True)):
+            if result is None:  # failed for good: not judged, so the caller must not keep it as clean
+                out[where[k]] = Verdict(samples[k], None, "failed", *nearest[k], failed[j])
+                continue
             raw = result.texts[0] if result.texts else ""
             verdict = parse_verdict(raw)
             item, sim = nearest[k]

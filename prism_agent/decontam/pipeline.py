@@ -18,6 +18,7 @@ from pathlib import Path
 from prism_agent.atomic import json_line, staged
 from prism_agent.data.reader import Fields, Sample, iter_samples, scan
 from prism_agent.decontam.decontaminator import Counts, Decontaminator
+from prism_agent.generators.base import GenerationError
 
 
 @dataclass
@@ -69,7 +70,11 @@ async def run_async(path: Path, decon: Decontaminator, out: Path, audit: Path, *
     samples = iter_samples(path, fields=_prompt_only(fields), stop=limit)
     with staged(out) as clean_fh, staged(audit) as audit_fh:
         for batch in _batches(samples, decon.cfg.batch_size):
-            for v in await decon.check(batch):
+            verdicts = await decon.check(batch)
+            if failed := [v for v in verdicts if v.judge == "failed"]:  # a file is cleaned whole or not at all
+                more = f" ({len(failed)} of {len(verdicts)} judge requests failed)" if len(failed) > 1 else ""
+                raise GenerationError(f"{failed[0].judge_raw}{more}")
+            for v in verdicts:
                 counts.add(v)
                 if v.dropped is None:
                     clean_fh.write(json_line(_row(v.sample, fields)).encode())

@@ -8,6 +8,7 @@ import asyncio
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from prism_agent.errors import PrismError
@@ -15,7 +16,25 @@ from prism_agent.generators.types import GenRequest, GenResult
 
 
 class GenerationError(PrismError):
-    """A request failed after its retry budget, or the backend refused it for good (bad model, auth)."""
+    """A request failed after its retry budget, or the backend refused it for good (bad model, auth).
+
+    `failed` maps the index of each request that failed for good (in the batch the raising `stream` was
+    given) to its reason; empty when the whole backend is unusable rather than some of its requests."""
+
+    def __init__(self, message: str, failed: dict[int, str] | None = None):
+        super().__init__(message)
+        self.failed: dict[int, str] = dict(failed or {})
+
+
+@dataclass
+class CallStats:
+    """What a backend's calls went through: attempts, retries, calls that failed for good, and each
+    failure's reason (a fixed text per kind). Embedded backends do not retry and report zeros."""
+
+    calls: int = 0
+    retries: int = 0
+    failures: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 def refuse_choice_bias(kind: str, requests: Sequence[GenRequest]) -> None:
@@ -27,7 +46,10 @@ def refuse_choice_bias(kind: str, requests: Sequence[GenRequest]) -> None:
 
 
 class Generator(ABC):
-    """A text backend. Subclasses set `kind` and implement `model_id` and `stream`."""
+    """A text backend. Subclasses set `kind` and implement `model_id` and `stream`; a backend kind is one such
+    class registered with `@register(kind)` (generators/registry.py) next to its config class
+    (config/backends.py). `probe`, `load`, `dtype` and `stats` have defaults that fit a backend with nothing
+    to check, load, pin or retry."""
 
     kind: str = ""
     scores_choices: bool = False  # returns each choice's log-probability (GenResult.choice_logprobs)
@@ -42,6 +64,43 @@ class Generator(ABC):
     def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         """Yield `(index, result)` as requests finish. If some requests fail for good, the others are
         still yielded first and then `GenerationError` is raised: nothing is dropped silently."""
+
+    async def probe(self) -> None:
+        """Raise a one-line `PrismError` when the backend cannot serve as configured (endpoint unreachable,
+        key refused, model not served); preflight and `backends check` ask it before anything is spent.
+        Embedded backends have nothing to ask before loading (preflight checks their model files)."""
+
+    async def load(self) -> None:
+        """Load what the first request would otherwise load (an embedded model), so that `backends check`
+        times loading apart from the request. Endpoints have nothing to load."""
+
+    @property
+    def dtype(self):
+        """What an embedded model computes in, with its reason (`models.dtype.DtypeChoice`); None for an
+        endpoint, whose server decides."""
+        return None
+
+    def stats(self) -> CallStats:
+        """Calls, retries and failures so far (status and the dashboard count them per backend)."""
+        return CallStats()
+
+    async def generate_settled(self, requests: Sequence[GenRequest]) -> tuple[list[GenResult | None], dict[int, str]]:
+        """Every request's result, or None with its reason (second value) for each request that failed for
+        good; the loop records those and goes on (README "Generating data"). An error that is not one
+        request's (the model is not served, the backend refused the batch) still raises."""
+        out: list[GenResult | None] = [None] * len(requests)
+        failed: dict[int, str] = {}
+        try:
+            async for i, result in self.stream(requests):
+                out[i] = result
+        except GenerationError as exc:
+            if not exc.failed:
+                raise
+            failed = exc.failed
+        missing = [i for i, r in enumerate(out) if r is None and i not in failed]
+        if missing:  # a backend bug, not a user error: keep it loud
+            raise RuntimeError(f"{self.kind} backend returned no result for requests {missing[:5]}")
+        return out, failed
 
     async def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         out: list[GenResult | None] = [None] * len(requests)
@@ -110,3 +169,10 @@ class EmbeddedGenerator(Generator):
     @property
     def model_id(self) -> str:
         return f"{self.kind}/{self.engine.identity}"
+
+    async def load(self) -> None:
+        await asyncio.to_thread(lambda: self.engine)
+
+    @property
+    def dtype(self):
+        return getattr(self.engine, "dtype", None)

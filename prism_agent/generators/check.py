@@ -49,13 +49,11 @@ def _for_check(cfg: AnyBackend, timeout_s: float) -> AnyBackend:
 async def _probe(cfg: AnyBackend, timeout_s: float) -> CheckResult:
     gen = make_generator(_for_check(cfg, timeout_s))
     try:
-        if isinstance(cfg, OpenAIBackendConfig):
-            await gen.probe()  # type: ignore[attr-defined]  # EndpointError: one line naming what to fix
+        await gen.probe()  # EndpointError: one line naming what to fix
         loading = time.perf_counter()
-        if hasattr(gen, "engine"):  # embedded engines load their model first; time it apart from the request
-            await asyncio.to_thread(lambda: gen.engine)
+        await gen.load()  # embedded engines load their model first; timed apart from the request
         load_s = time.perf_counter() - loading
-        choice = getattr(gen.engine, "dtype", None) if hasattr(gen, "engine") else None
+        choice = gen.dtype
         request = GenRequest.chat(PROBE, n=PROBE_N, temperature=0.7, max_tokens=16, seed=0)
         started = time.perf_counter()
         result = (await gen.generate([request]))[0]

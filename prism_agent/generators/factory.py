@@ -1,37 +1,23 @@
-"""Build a backend by name from its config (unknown names are refused when the config is parsed, with
-the list of valid ones; see `config/backends.py`)."""
+"""Build a backend from its config through the registry (`generators/registry.py`): the config's `backend`
+field names the kind, the kind's registered class takes the config. Unknown names are refused when the
+config is parsed, with the list of valid ones (`config/backends.py`)."""
 
 from __future__ import annotations
 
-from prism_agent.config.backends import (
-    BACKENDS,
-    LocalBackendConfig,
-    OpenAIBackendConfig,
-    RolesConfig,
-    VLLMBackendConfig,
-)
+from prism_agent.config.backends import BACKENDS, AnyBackend, RolesConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.base import Generator
+from prism_agent.generators.registry import backend_class
 from prism_agent.generators.replay import ReplayingGenerator, ReplayStore
 
 
-def make_generator(
-    cfg: LocalBackendConfig | OpenAIBackendConfig | VLLMBackendConfig, *, replay: ReplayStore | None = None
-) -> Generator:
-    if isinstance(cfg, LocalBackendConfig):
-        from prism_agent.generators.local import LocalGenerator
-
-        gen: Generator = LocalGenerator(cfg)
-    elif isinstance(cfg, OpenAIBackendConfig):
-        from prism_agent.generators.openai_compat import OpenAIGenerator
-
-        gen = OpenAIGenerator(cfg)
-    elif isinstance(cfg, VLLMBackendConfig):
-        from prism_agent.generators.vllm_engine import VLLMGenerator
-
-        gen = VLLMGenerator(cfg)
-    else:
-        raise BadInputError(f"unknown backend config {type(cfg).__name__}; valid: {', '.join(BACKENDS)}")
+def make_generator(cfg: AnyBackend, *, replay: ReplayStore | None = None) -> Generator:
+    kind = getattr(cfg, "backend", None)
+    try:
+        cls = backend_class(kind)  # type: ignore[arg-type]
+    except KeyError:
+        raise BadInputError(f"unknown backend config {type(cfg).__name__}; valid: {', '.join(BACKENDS)}") from None
+    gen: Generator = cls(cfg)
     return ReplayingGenerator(gen, replay) if replay is not None else gen
 
 

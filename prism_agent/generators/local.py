@@ -22,6 +22,7 @@ from prism_agent.config.backends import LocalBackendConfig
 from prism_agent.generators import grouped_attention
 from prism_agent.generators.base import EmbeddedGenerator, chat_token_ids
 from prism_agent.generators.local_decode import Row, choice_logprobs, decode_rows
+from prism_agent.generators.registry import register
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.models.dtype import backend_dtype
 from prism_agent.seeds import row_seed
@@ -102,6 +103,7 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+@register("local")
 class LocalGenerator(EmbeddedGenerator):
     kind = "local"
     scores_choices = True

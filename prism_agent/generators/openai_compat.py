@@ -13,13 +13,14 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prism_agent.config.backends import OpenAIBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
-from prism_agent.generators.base import GenerationError, Generator, refuse_choice_bias, render_chat
+from prism_agent.generators.base import CallStats, GenerationError, Generator, refuse_choice_bias, render_chat
 from prism_agent.generators.probe import EndpointError, Unreachable, not_served, probe
+from prism_agent.generators.registry import register
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.seeds import row_seed
@@ -60,14 +61,7 @@ class _Call:
     attempts: int
 
 
-@dataclass
-class CallStats:
-    calls: int = 0
-    retries: int = 0
-    failures: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-
-
+@register("openai")
 class OpenAIGenerator(Generator):
     kind = "openai"
 
@@ -80,12 +74,15 @@ class OpenAIGenerator(Generator):
         self._template = None
         self.backoff = Backoff(cfg.backoff_base_s, cfg.backoff_max_s)
         self.rng = rng or random.Random()
-        self.stats = CallStats()
+        self._stats = CallStats()
         self._verified = False
 
     @property
     def model_id(self) -> str:
         return f"openai/{self.cfg.model}"
+
+    def stats(self) -> CallStats:
+        return self._stats
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -198,7 +195,7 @@ class OpenAIGenerator(Generator):
         while True:
             await limiter.acquire()
             started = time.perf_counter()
-            self.stats.calls += 1
+            self._stats.calls += 1
             try:
                 completions, usage = await self._create(request, n, seed)
             except BadInputError:
@@ -207,13 +204,13 @@ class OpenAIGenerator(Generator):
             except Exception as exc:  # classified below: transient ones retry, the rest fail loudly
                 verdict = classify(exc)
                 await limiter.release(ok=False, overload=verdict.overload)
-                self.stats.reasons[verdict.reason] = self.stats.reasons.get(verdict.reason, 0) + 1
+                self._stats.reasons[verdict.reason] = self._stats.reasons.get(verdict.reason, 0) + 1
                 if not verdict.retry or attempt >= self.cfg.max_retries:
-                    self.stats.failures += 1
+                    self._stats.failures += 1
                     raise GenerationError(await self._explain(exc, verdict.reason, attempt + 1)) from None
                 await asyncio.sleep(self.backoff.delay(attempt, verdict.retry_after_s, self.rng))
                 attempt += 1
-                self.stats.retries += 1
+                self._stats.retries += 1
                 continue
             await limiter.release(ok=True, latency_s=time.perf_counter() - started,
                                   tokens=usage.completion_tokens or n)
@@ -292,4 +289,4 @@ class OpenAIGenerator(Generator):
         if failures:
             failures.sort(key=lambda f: f[0])
             more = f" ({len(failures)} of {len(requests)} requests failed)" if len(failures) > 1 else ""
-            raise GenerationError(f"{failures[0][1]}{more}")
+            raise GenerationError(f"{failures[0][1]}{more}", failed={i: str(exc) for i, exc in failures})

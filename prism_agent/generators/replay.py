@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from prism_agent.generators.base import Generator
+from prism_agent.generators.base import CallStats, GenerationError, Generator
 from prism_agent.generators.types import GenRequest, GenResult
 
 _SCHEMA = """
@@ -44,14 +44,22 @@ def request_key(model_id: str, request: GenRequest) -> str:
 
 
 class ReplayStore:
-    """The run's call log. One connection shared by the backends of every role, guarded by a lock."""
+    """The run's call log. One connection shared by the backends of every role, guarded by a lock.
 
-    def __init__(self, path: Path):
+    Write-ahead log with `synchronous=NORMAL`: each call is its own transaction, written to the WAL file
+    before `put` returns, so it survives a kill -9 of this process (the OS has the bytes); the WAL is
+    fsynced only at checkpoints, so an OS crash or power loss can lose the calls since the last one (they
+    are then paid again, never doubled). `FULL` (one fsync per call, ≈3.8 ms) capped a run near 260 calls/s
+    (BENCHMARKS.md, "Call log"). A call log made in rollback-journal mode is switched to WAL on open."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL"):
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed call survives kill -9 and power loss
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
@@ -104,6 +112,19 @@ class ReplayingGenerator(Generator):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def probe(self) -> None:
+        await self.inner.probe()
+
+    async def load(self) -> None:
+        await self.inner.load()
+
+    @property
+    def dtype(self):
+        return self.inner.dtype
+
+    def stats(self) -> CallStats:
+        return self.inner.stats()
+
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         model_id = self.model_id
         keys = [request_key(model_id, r) for r in requests]
@@ -128,5 +149,10 @@ class ReplayingGenerator(Generator):
                 self.tokens += result.usage.completion_tokens
                 for i in waiting[key]:
                     yield i, result
+        except GenerationError as exc:  # the failed requests by their index in `requests`, not in `todo`
+            if not exc.failed:
+                raise
+            failed = {i: reason for j, reason in exc.failed.items() for i in waiting[todo[j][0]]}
+            raise GenerationError(str(exc), failed=failed) from None
         finally:
             self.busy_s += time.perf_counter() - started

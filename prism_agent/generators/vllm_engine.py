@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from prism_agent.config.backends import VLLMBackendConfig
 from prism_agent.errors import BadInputError
 from prism_agent.generators.base import EmbeddedGenerator, GenerationError, chat_token_ids, refuse_choice_bias
+from prism_agent.generators.registry import register
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.models.dtype import backend_dtype
 
@@ -84,6 +85,7 @@ class _Engine:
 
 
 
+@register("vllm")
 class VLLMGenerator(EmbeddedGenerator):
     kind = "vllm"
     cfg: VLLMBackendConfig

@@ -84,6 +84,29 @@ class RunContext:
 
         return make_role_generators(self.cfg.roles, replay=self.replay)
 
+    @cached_property
+    def aio(self):
+        """The run's one event loop (`loop/eventloop.py`): the backends' clients and admission limiters are
+        made in it once and live as long as the run, not one step."""
+        from prism_agent.loop.eventloop import RunLoop
+
+        return RunLoop()
+
+    def run_async(self, coro):
+        """Run a step's backend calls on the run's event loop and return their result."""
+        return self.aio.run(coro)
+
+    def close(self) -> None:
+        """Close the backends' network clients (each shared backend once), then the event loop. The loaded
+        models stay (they are shared by the process). A later `run_async` opens a new loop."""
+        if "aio" not in self.__dict__:
+            return
+        backends = {}
+        for g in (self.roles.values() if "roles" in self.__dict__ else ()):
+            inner = getattr(g, "inner", g)
+            backends[id(inner)] = inner
+        self.aio.close([b.aclose for b in backends.values()])
+
     def usage_since_last(self) -> dict[str, dict]:
         """Per role: model, completion tokens, seconds waiting on the backend and backend requests since the
         last call in this process. Empty before any backend was built. Feeds the per-round `usage` event."""
@@ -113,9 +136,7 @@ class RunContext:
             inner[id(b)] = b
         out = {}
         for key, roles in by_backend.items():
-            stats = getattr(inner[key], "stats", None)
-            if stats is None:
-                continue
+            stats = inner[key].stats()
             name = "+".join(roles)
             before = mark.get(name, (0, 0, {}))
             reasons = {k: v - before[2].get(k, 0) for k, v in stats.reasons.items() if v - before[2].get(k, 0)}

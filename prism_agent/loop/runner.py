@@ -85,9 +85,12 @@ class Runner:
                 self._finish()
             self.stop.__exit__(*exc)
         finally:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            try:
+                self.ctx.close()  # the backends' clients, then the run's event loop: once, at the end
+            finally:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
 
     def stream(self) -> Iterator[dict]:
         """The graph's updates from its last checkpoint until it ends or a stop was requested; then

@@ -9,7 +9,6 @@ pool, and it is idempotent through the sample log's commit records.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from prism_agent.data.reader import Sample
 from prism_agent.errors import PrismError
 from prism_agent.generators import GenerationError, GenRequest
 from prism_agent.loop.context import RunContext
+from prism_agent.run.failures import settle
 from prism_agent.run.pool import Pool, count_rows, sample_seeds
 from prism_agent.run.rounds import (
     SUMMARIES,
@@ -127,7 +127,7 @@ def calibrate(ctx: RunContext) -> dict | None:
         limit = votes.calibration_rows or CALIBRATION_ROWS
         seeds = [Sample(id=row["id"], prompt=row["prompt"], response=row.get("response", ""))
                  for _, row in zip(range(limit), ctx.pool.iter_seeds(), strict=False)]
-        found = asyncio.run(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
+        found = ctx.run_async(calibrate_solver(ctx.roles["solver"], ctx.task, seeds, votes))
         text = found.model_dump_json(indent=1).encode()
         write_atomic(path, lambda fh: fh.write(text))
     if isinstance(found, NoCalibration):
@@ -219,10 +219,15 @@ def generate(ctx: RunContext, r: int) -> dict:
             temperature=gen.temperature, top_p=gen.top_p, max_tokens=cfg.generation_max_tokens(),
             seed=derive_seed(cfg.seed, r, j), stop=generation_stops(ctx.task, gen.prefill)))
     started = time.perf_counter()
-    results = asyncio.run(ctx.roles["generator"].generate(requests))
+    settled, failed = ctx.run_async(ctx.roles["generator"].generate_settled(requests))
     seconds = time.perf_counter() - started
+    n_failed = settle(ctx.paths.round_dir(r), Step.GENERATE.file, len(requests), failed, cfg.max_failed_fraction,
+                      lambda j: {"request": j, "seed": requests[j].sampling.seed})
+    results = [x for x in settled if x is not None]
     out, blocks = [], 0
-    for j, (pick, req, res) in enumerate(zip(picks, requests, results, strict=True)):
+    for j, (pick, req, res) in enumerate(zip(picks, requests, settled, strict=True)):
+        if res is None:  # failed for good: recorded in generate-failed.jsonl
+            continue
         shown = {rows[int(p)]["prompt"].strip() for p in pick.positions}
         found: list[str] = []
         for text in res.texts:
@@ -237,29 +242,35 @@ def generate(ctx: RunContext, r: int) -> dict:
     tokens = sum(x.usage.completion_tokens for x in results)
     return _finish(ctx, r, out, GenerateSummary(
         requests=len(requests), generated=blocks, parsed=len(out), tokens=tokens, seconds=seconds,
-        replayed=sum(x.replayed for x in results)))
+        replayed=sum(x.replayed for x in results), failed=n_failed))
 
 
 def vote(ctx: RunContext, r: int) -> dict:
     if (summary := done(ctx, r, Step.VOTE)) is not None:
         return summary
-    from prism_agent.quality.solve import vote_samples
+    from prism_agent.quality.solve import solve_requests
+    from prism_agent.quality.vote import vote as vote_on
 
     cands = read_rows(ctx, r, Step.GENERATE)
     started = time.perf_counter()
     samples = [Sample(id=c["id"], prompt=c["prompt"], response="") for c in cands]
     bias = choice_bias(ctx)
-    records = asyncio.run(vote_samples(ctx.roles["solver"], ctx.task, samples, ctx.cfg.votes, bias))
+    # as quality.solve.vote_samples, but a candidate whose solver request failed for good is not voted
+    results, failed = ctx.run_async(ctx.roles["solver"].generate_settled(
+        solve_requests(ctx.task, samples, ctx.cfg.votes, bias)))
+    n_failed = settle(ctx.paths.round_dir(r), Step.VOTE.file, len(samples), failed, ctx.cfg.max_failed_fraction,
+                      lambda i: {"id": cands[i]["id"]})
     out = []
-    for c, rec in zip(cands, records, strict=True):
-        if not rec.accepted:
+    for c, res in zip(cands, results, strict=True):
+        rec = None if res is None else vote_on(ctx.task, res.texts, ctx.cfg.votes)
+        if rec is None or not rec.accepted:
             continue
         # a task answered by one of a few labels stores the label; others keep a majority solution
         response = rec.majority if ctx.task.solve_choices else rec.kept_solutions[0]
         record = rec.model_dump() | ({"choice_bias": list(bias)} if bias else {})
         out.append({**c, "response": response, "answer": rec.majority, "vote": record})
     return _finish(ctx, r, out, VoteSummary(candidates=len(cands), voted=len(out),
-                                            seconds=time.perf_counter() - started))
+                                            seconds=time.perf_counter() - started, failed=n_failed))
 
 
 def reject(ctx: RunContext, r: int) -> dict:
@@ -286,11 +297,17 @@ def decontaminate(ctx: RunContext, r: int) -> dict:
     rows = read_rows(ctx, r, Step.REJECT)
     started = time.perf_counter()
     samples = [Sample(id=x["id"], prompt=x["prompt"], response=x.get("response", "")) for x in rows]
-    verdicts = asyncio.run(ctx.decontaminator.check(samples)) if samples else []
+    verdicts = ctx.run_async(ctx.decontaminator.check(samples)) if samples else []
+    failed = {i: v.judge_raw or "judge call failed" for i, v in enumerate(verdicts) if v.judge == "failed"}
+    asked = sum(v.judge != "not_asked" for v in verdicts) or 1
+    n_failed = settle(ctx.paths.round_dir(r), Step.DECONTAMINATE.file, asked, failed, ctx.cfg.max_failed_fraction,
+                      lambda i: {"id": rows[i]["id"]})
     counts = Counts()
     out, audit = [], []
     for row, v in zip(rows, verdicts, strict=True):
         counts.add(v)
+        if v.judge == "failed":  # not checked, so not kept: recorded in decontam-failed.jsonl
+            continue
         if v.dropped is None:
             out.append({**row, "decontam": {"judge": v.judge, "nearest": getattr(v.nearest, "id", None),
                                             "similarity": v.similarity}})
@@ -298,7 +315,8 @@ def decontaminate(ctx: RunContext, r: int) -> dict:
             audit.append(v.dropped.model_dump())
     ctx.paths.round_dir(r).mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(ctx.paths.round_dir(r) / "decontam-audit.jsonl", audit)
-    return _finish(ctx, r, out, DecontamSummary(**counts.as_json(), seconds=time.perf_counter() - started))
+    return _finish(ctx, r, out, DecontamSummary(**counts.as_json(), seconds=time.perf_counter() - started,
+                                                failed=n_failed))
 
 
 def commit(ctx: RunContext, r: int) -> dict:

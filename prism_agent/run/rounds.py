@@ -78,7 +78,7 @@ class ClusterSummary(StepSummary):
     k: int
     sparse: int  # sparse clusters
     pool: int
-    fit: str | None = None  # how the clustering was made: cold, warm (refit), update or resumed (cluster/incremental.py)
+    fit: str | None = None  # cold, warm (refit), update or resumed (cluster/incremental.py)
 
 
 class GenerateSummary(StepSummary):
@@ -89,6 +89,7 @@ class GenerateSummary(StepSummary):
     tokens: int = 0
     seconds: float = 0.0
     replayed: int = 0  # requests answered from the call log
+    failed: int = 0  # requests that failed for good and were skipped (rounds/round-N/generate-failed.jsonl)
 
 
 class VoteSummary(StepSummary):
@@ -96,6 +97,7 @@ class VoteSummary(StepSummary):
     candidates: int = 0
     voted: int = 0
     seconds: float = 0.0
+    failed: int = 0  # solver requests that failed for good (their candidates count as not voted)
 
 
 class RejectSummary(StepSummary):
@@ -117,6 +119,7 @@ class DecontamSummary(StepSummary):
     judge_below_floor: int = 0
     by_benchmark: dict[str, dict[str, int]] = {}
     seconds: float = 0.0
+    failed: int = 0  # judge calls that failed for good (those candidates are neither kept nor counted dropped)
 
 
 class CommitSummary(StepSummary):

@@ -39,7 +39,16 @@ def run_status(root: Path) -> dict:
         "last_funnel": Funnel.of(rounds[-1].get("funnel")).counts() if rounds else None,
         "stop_reason": stops[-1]["reason"] if stops and stops[-1].get("accepted") == accepted else None,
         **_backend_errors(by_kind["usage"]),
+        **_skipped(paths),
     }
+
+
+def _skipped(paths: RunPaths) -> dict:
+    """Requests that failed for good and were skipped (run/failures.py), per step and per reason."""
+    from prism_agent.run.failures import failed_counts
+
+    per_step, reasons = failed_counts(paths.rounds)
+    return {"skipped_requests": per_step, "skipped_reasons": reasons}
 
 
 def _backend_errors(usage: list[dict]) -> dict:
