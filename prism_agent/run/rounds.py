@@ -117,6 +117,7 @@ class DecontamSummary(StepSummary):
     judge_asked: int = 0
     judge_unclear: int = 0
     judge_below_floor: int = 0
+    judge_failed: int = 0
     by_benchmark: dict[str, dict[str, int]] = {}
     seconds: float = 0.0
     failed: int = 0  # judge calls that failed for good (those candidates are neither kept nor counted dropped)
