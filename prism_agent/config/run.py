@@ -21,6 +21,7 @@ from prism_agent.config.backends import RolesConfig, parse_roles, read_toml
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
+from prism_agent.config.measure import MeasureConfig
 from prism_agent.config.vote import VoteConfig
 from prism_agent.errors import BadInputError, one_line
 
@@ -101,6 +102,7 @@ class RunConfig(BaseModel):
     cluster: ClusterConfig = ClusterConfig()
     vote: VoteConfig | None = None  # default: the task's (VoteConfig.for_task)
     decontam: DecontamConfig = DecontamConfig()
+    measure: MeasureConfig = MeasureConfig()
 
     @model_validator(mode="after")
     def _vote_matches_task(self) -> RunConfig:
@@ -165,7 +167,7 @@ class RunConfig(BaseModel):
 
 # Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
 FREE_FIELDS: tuple[str, ...] = (
-    "target", "patience", "max_rounds",
+    "target", "patience", "max_rounds", "measure",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
@@ -173,9 +175,9 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.latency_factor",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
-FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, embedded backends' dtype, timeouts and retries, and the featurizer's threads and "
-                "batch sizes")
+FREE_SUMMARY = ("target, patience, max_rounds, [measure], endpoint URLs (base_url), api_key_env, per-role "
+                "concurrency, batch size, threads, embedded backends' dtype, timeouts and retries, and the "
+                "featurizer's threads and batch sizes")
 
 
 def is_free(field: str) -> bool:
@@ -221,7 +223,7 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     key = ""
     try:
         for key, cls in (("generation", GeneratorSampling), ("featurizer", FeaturizerConfig),
-                         ("cluster", ClusterConfig), ("decontam", DecontamConfig)):
+                         ("cluster", ClusterConfig), ("decontam", DecontamConfig), ("measure", MeasureConfig)):
             if key in data:
                 nested[key] = cls.model_validate(data.pop(key))
         if "vote" in data:
