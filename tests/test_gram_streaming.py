@@ -186,3 +186,78 @@ def test_an_empty_store_has_no_g_vendi(tmp_path):
     store = FeatureStore.open(tmp_path / "f", dim=DIM, meta={})
     with pytest.raises(ValueError, match="no rows"):
         gram.measure_store(store)
+
+
+def test_the_measure_node_streams_audits_on_its_cadence_and_survives_reconcile(tmp_path):
+    """The loop's own `measure` node and `steps.reconcile` over a real run directory (no model: the feature
+    store only needs the proxy's name)."""
+    from types import SimpleNamespace
+
+    from prism_agent.graphs import prismatic
+    from prism_agent.loop import steps
+    from prism_agent.loop.context import RunContext
+    from tests.support.loop_nodes import cfg_for, rt
+
+    def open_ctx() -> RunContext:
+        ctx = RunContext.open(tmp_path / "run", cfg_for(tmp_path / "bench.jsonl", measure={"audit_every": 2},
+                                                     featurizer={"rank_in": 16, "rank_out": 16, "dim": DIM}))
+        ctx.__dict__["proxy"] = SimpleNamespace(name="stub-proxy")
+        return ctx
+
+    rng = np.random.default_rng(7)
+    ctx = open_ctx()
+    store = ctx.feature_store()
+    dim = store.dim
+    ctx.pool.write_seeds([{"id": f"seed:{i}", "prompt": "p", "response": "neutral"} for i in range(64)])
+    store.append([f"seed:{i}" for i in range(64)], rng.normal(size=(64, dim)).astype(np.float32))
+
+    def measured(r: int) -> dict:
+        prismatic.measure({"round": r}, rt(ctx))
+        return [e for e in ctx.events if e["kind"] == "measure"][-1]
+
+    first = measured(0)
+    assert first["gram"] == "recomputed" and "audit" not in first  # built from scratch: that was the audit
+    for r in (1, 2, 3):
+        feats = rng.normal(size=(5, dim)).astype(np.float32)
+        store.append([f"r{r}-{i}" for i in range(5)], feats)
+        ctx.pool.accepted.append([{"id": f"r{r}-{i}", "prompt": "q", "response": "neutral"} for i in range(5)],
+                                 round_index=r, features=len(store))
+        event = measured(r)
+        assert event["gram"] == "updated" and event["pool"] == 64 + 5 * r
+        assert ("audit" in event) == (r % 2 == 0)
+        assert event["g_vendi"] == pytest.approx(g_vendi_of_store(store).q1, rel=1e-9)
+    assert event_audit(ctx) == [{"rel_err": 0.0, "rows": 74, "repaired": False}]
+
+    # round 4 killed between its feature append and its commit record, with the cache already over its rows
+    store.append([f"r4-{i}" for i in range(5)], rng.normal(size=(5, dim)).astype(np.float32))
+    gram.refresh(store)
+    ctx = open_ctx()
+    steps.reconcile(ctx)
+    assert len(ctx.feature_store()) == 79
+    event = measured(3)
+    assert event["gram"] == "cached" and event["g_vendi"] == pytest.approx(
+        g_vendi_of_store(ctx.feature_store()).q1, rel=1e-9)
+
+
+def event_audit(ctx) -> list[dict]:
+    return [e["audit"] for e in ctx.events if e["kind"] == "measure" and "audit" in e]
+
+
+def test_audit_every_is_a_setting_free_to_change_on_resume(tmp_path):
+    from prism_agent.config.run import build_run_config
+    from prism_agent.errors import BadInputError
+    from prism_agent.run.manifest import open_manifest
+    from prism_agent.run.paths import RunPaths
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('task = "nli"\ntarget = 10\n[measure]\naudit_every = 0\n')
+    cfg = build_run_config(toml, {})
+    assert cfg.measure.audit_every == 0
+    assert build_run_config(None, {"task": "nli", "target": 10}).measure.audit_every == 25
+    paths = RunPaths(tmp_path / "run")
+    open_manifest(paths, cfg)
+    assert open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10})).config["measure"] == {
+        "audit_every": 25}
+    toml.write_text('task = "nli"\ntarget = 10\n[measure]\naudit_every = -1\n')
+    with pytest.raises(BadInputError, match=r"measure\.audit_every"):
+        build_run_config(toml, {})

@@ -175,9 +175,9 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.latency_factor",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
-FREE_SUMMARY = ("target, patience, max_rounds, [measure], endpoint URLs (base_url), api_key_env, per-role "
-                "concurrency, batch size, threads, embedded backends' dtype, timeouts and retries, and the "
-                "featurizer's threads and batch sizes")
+FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
+                "batch size, threads, embedded backends' dtype, timeouts and retries, the featurizer's threads and "
+                "batch sizes, and [measure]")
 
 
 def is_free(field: str) -> bool:
