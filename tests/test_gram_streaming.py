@@ -253,11 +253,11 @@ def test_audit_every_is_a_setting_free_to_change_on_resume(tmp_path):
     toml.write_text('task = "nli"\ntarget = 10\n[measure]\naudit_every = 0\n')
     cfg = build_run_config(toml, {})
     assert cfg.measure.audit_every == 0
-    assert build_run_config(None, {"task": "nli", "target": 10}).measure.audit_every == 25
+    assert build_run_config(None, {"task": "nli", "target": 10}).measure.audit_every == 100
     paths = RunPaths(tmp_path / "run")
     open_manifest(paths, cfg)
     assert open_manifest(paths, build_run_config(None, {"task": "nli", "target": 10})).config["measure"] == {
-        "audit_every": 25}
+        "audit_every": 100}
     toml.write_text('task = "nli"\ntarget = 10\n[measure]\naudit_every = -1\n')
     with pytest.raises(BadInputError, match=r"measure\.audit_every"):
         build_run_config(toml, {})
