@@ -124,3 +124,14 @@ def test_a_position_past_the_committed_rows_is_an_error_even_with_rows_on_disk(t
     with pytest.raises(IndexError, match="not committed"):
         reader.rows_at([20 + live.accepted.count])
     assert reader.rows_at([20 + live.accepted.count - 1])[20 + live.accepted.count - 1]["id"] == "r1-3"
+
+
+def test_seed_rows_before_the_first_commit(tmp_path):
+    """The first round's few-shot rows are all seeds, and no sample file exists yet."""
+    paths = RunPaths(tmp_path / "run")
+    pool = Pool(paths)
+    pool.write_seeds(_seeds(6))
+    assert not paths.samples.exists()
+    assert [pool.rows_at([5, 0])[p]["id"] for p in (0, 5)] == ["seed:0", "seed:5"]
+    with pytest.raises(IndexError, match="not committed"):
+        pool.rows_at([6])

@@ -44,8 +44,11 @@ def line_offsets(lines: Iterable[bytes], start: int) -> np.ndarray:
 def read_rows(path: Path, offsets: np.ndarray, indexes: Iterable[int]) -> dict[int, dict]:
     """Rows `indexes` of the JSONL file `path`, by seek (in file order, so the reads only move forward)."""
     found: dict[int, dict] = {}
+    wanted = sorted(set(int(i) for i in indexes))
+    if not wanted:  # the file may not exist yet (no commit so far)
+        return found
     with Path(path).open("rb") as fh:
-        for i in sorted(set(int(i) for i in indexes)):
+        for i in wanted:
             fh.seek(int(offsets[i]))
             found[i] = json.loads(fh.readline())
     return found
