@@ -15,6 +15,7 @@ from prism_agent.config.backends import ROLES, RolesConfig, parse_backend, parse
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
+from prism_agent.config.measure import MeasureConfig
 from prism_agent.config.run import GeneratorSampling, RunConfig, parse_target
 from prism_agent.config.vote import VoteConfig
 from prism_agent.errors import BadInputError, one_line
@@ -80,7 +81,7 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     key = ""
     try:
         for key, cls in (("generation", GeneratorSampling), ("featurizer", FeaturizerConfig),
-                         ("cluster", ClusterConfig), ("decontam", DecontamConfig)):
+                         ("cluster", ClusterConfig), ("decontam", DecontamConfig), ("measure", MeasureConfig)):
             if key in data:
                 nested[key] = cls.model_validate(data.pop(key))
         if "vote" in data:

@@ -20,6 +20,7 @@ from prism_agent.config.backends import RolesConfig
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
 from prism_agent.config.featurize import FeaturizerConfig
+from prism_agent.config.measure import MeasureConfig
 from prism_agent.config.vote import VoteConfig
 from prism_agent.errors import BadInputError
 
@@ -105,6 +106,7 @@ class RunConfig(BaseModel):
     cluster: ClusterConfig = ClusterConfig()
     vote: VoteConfig | None = None  # default: the task's (VoteConfig.for_task)
     decontam: DecontamConfig = DecontamConfig()
+    measure: MeasureConfig = MeasureConfig()
 
     @model_validator(mode="after")
     def _vote_matches_task(self) -> RunConfig:
@@ -179,7 +181,7 @@ class RunConfig(BaseModel):
 
 # Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
 FREE_FIELDS: tuple[str, ...] = (
-    "target", "patience", "max_rounds", "max_failed_fraction",
+    "target", "patience", "max_rounds", "max_failed_fraction", "measure",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
@@ -188,8 +190,8 @@ FREE_FIELDS: tuple[str, ...] = (
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, and the "
-                "featurizer's threads and batch sizes")
+                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, the "
+                "featurizer's threads and batch sizes, and [measure]")
 
 
 def is_free(field: str) -> bool:

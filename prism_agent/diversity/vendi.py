@@ -43,10 +43,15 @@ class CovarianceAccumulator:
         self.n += int(x.shape[0])
 
     def eigenvalues(self) -> np.ndarray:
-        if self.n == 0:
-            raise ValueError("no rows were added")
-        lam = np.linalg.eigvalsh(self.gram / self.n)
-        return np.clip(lam, 0.0, None)
+        return gram_eigenvalues(self.gram, self.n)
+
+
+def gram_eigenvalues(gram: np.ndarray, n: int) -> np.ndarray:
+    """Eigenvalues of C = gram / n, clipped at 0 (rounding makes the smallest ones slightly negative)."""
+    if n == 0:
+        raise ValueError("no rows were added")
+    lam = np.linalg.eigvalsh(gram / n)
+    return np.clip(lam, 0.0, None)
 
 
 def vendi_from_eigenvalues(lam: np.ndarray, q: float = 1.0) -> float:
@@ -70,6 +75,12 @@ def vendi(blocks: Iterable[np.ndarray] | np.ndarray, dim: int | None = None) -> 
         acc.add(block)
     if acc is None or acc.n == 0:
         raise ValueError("no rows were added")
-    lam = acc.eigenvalues()
-    return VendiResult(n=acc.n, q1=vendi_from_eigenvalues(lam, 1.0), q2=vendi_from_eigenvalues(lam, 2.0),
+    return vendi_from_gram(acc.gram, acc.n)
+
+
+def vendi_from_gram(gram: np.ndarray, n: int) -> VendiResult:
+    """Vendi scores (q = 1, 2, ∞) from Σ ĝ ĝᵀ over n unit rows: what `vendi` computes once it has summed the
+    rows, for callers that keep that sum themselves (`diversity/gram.py`, the pool's running Gram matrix)."""
+    lam = gram_eigenvalues(gram, n)
+    return VendiResult(n=n, q1=vendi_from_eigenvalues(lam, 1.0), q2=vendi_from_eigenvalues(lam, 2.0),
                        qinf=vendi_from_eigenvalues(lam, math.inf))

@@ -160,11 +160,14 @@ def reconcile(ctx: RunContext) -> None:
 
 
 def measure(ctx: RunContext) -> dict:
-    from prism_agent.measure_dataset import g_vendi_of_store
+    """G-Vendi of the pool through its running Gram matrix (diversity/gram.py: only the rows committed since
+    the last measure are added), audited by a full recompute every `[measure] audit_every` rounds."""
+    from prism_agent.diversity.gram import measure_store
 
     store = ctx.feature_store()
-    res = g_vendi_of_store(store)
-    return MeasureSummary(g_vendi=res.q1, g_vendi_q2=res.q2, pool=len(store)).as_json()
+    every = ctx.cfg.measure.audit_every
+    res, info = measure_store(store, audit_now=every > 0 and ctx.pool.accepted.last.round % every == 0)
+    return MeasureSummary(g_vendi=res.q1, g_vendi_q2=res.q2, pool=len(store), **info).as_json()
 
 
 def cluster_config(ctx: RunContext, r: int):

@@ -109,17 +109,6 @@ def _pool_features(ctx: RunContext) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, store.dim), np.float32)
 
 
-def _pool_gram(ctx: RunContext, pool: np.ndarray) -> tuple[np.ndarray, int]:
-    """INTEGRATION POINT: the pool's Gram matrix Σ ĝ ĝᵀ of its unit feature rows (d×d, float64) and its row
-    count, recomputed from the feature store's rows each round. Swap for the running Gram cache
-    (`diversity/gram.py`, `pool_gram`) where that exists: same (G, n), without re-reading the pool."""
-    from prism_agent.diversity.vendi import CovarianceAccumulator
-
-    acc = CovarianceAccumulator(pool.shape[1])
-    acc.add(pool)
-    return acc.gram, acc.n
-
-
 class _Rule(Prismatic):
     """Prismatic's few-shot examples (one sparse cluster per request); subclasses choose which to keep."""
 
@@ -159,10 +148,11 @@ class Gain(_Rule):
 
     def decide(self, ctx, feats):
         from prism_agent.diversity.gain import greedy_gain_keep
+        from prism_agent.diversity.gram import pool_gram
         from prism_agent.diversity.novelty import nearest
 
         pool = _pool_features(ctx)
-        gram, n = _pool_gram(ctx, pool)
+        gram, n = pool_gram(ctx)  # the running Gram matrix the measure step keeps (diversity/gram.py)
         _, where = nearest(pool, feats)
         picks = greedy_gain_keep(gram, n, feats, pool[where])
         return picks.order, {i: {"gain": round(g, 6), "floor": round(f, 6)}

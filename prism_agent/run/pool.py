@@ -1,6 +1,8 @@
 """The pool a run grows: the seed rows it started from, then every accepted sample, in one position space
 (seeds first). Positions are what the feature store and the clustering speak; this turns them back into
-rows by streaming the two JSONL files once, so nothing holds the pool in memory.
+rows by seeking through each file's offset index (run/offsets.py: `seeds.offsets.bin`, written with the
+seed file; `accepted.offsets.bin`, kept by the sample log), so a lookup costs a few reads whatever the
+pool's size and nothing holds the pool in memory.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ import random
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from prism_agent.atomic import write_jsonl_atomic
+import numpy as np
+
+from prism_agent.atomic import json_line, jsonl_bytes, write_atomic
 from prism_agent.data.reader import Sample, iter_samples, scan
 from prism_agent.errors import BadInputError
 from prism_agent.jsonl import read_jsonl
+from prism_agent.run.offsets import OffsetFile, line_offsets, prefix_end, read_rows, scan_offsets
 from prism_agent.run.paths import RunPaths
 from prism_agent.run.samples import SampleLog
 
@@ -59,7 +64,9 @@ def count_rows(sources: Sequence[str]) -> int:
 class Pool:
     def __init__(self, paths: RunPaths, *, readonly: bool = False):
         self.paths = paths
+        self.readonly = readonly
         self.accepted = SampleLog(paths.samples, paths.commits, readonly=readonly)
+        self._seed_offsets: np.ndarray | None = None
 
     @property
     def seeds_path(self) -> Path:
@@ -69,15 +76,39 @@ class Pool:
     def has_seeds(self) -> bool:
         return self.seeds_path.is_file()
 
+    @property
+    def seed_index(self) -> OffsetFile:
+        return OffsetFile(self.paths.pool / "seeds.offsets.bin")
+
     def write_seeds(self, rows: list[dict]) -> None:
+        """Write (or rewrite) the seed rows and their offset index. The old index goes first: a kill before
+        the new one is written leaves none, and the next lookup scans the seed file for it."""
         self.paths.pool.mkdir(parents=True, exist_ok=True)
-        write_jsonl_atomic(self.seeds_path, rows)
+        self.seed_index.path.unlink(missing_ok=True)
+        self._seed_offsets = None
+        payload = jsonl_bytes(rows)
+        write_atomic(self.seeds_path, lambda fh: fh.write(payload))
+        offsets = line_offsets((json_line(r).encode("utf-8") for r in rows), 0)
+        self.seed_index.save(offsets, 0)
+        self._seed_offsets = offsets
+
+    def seed_offsets(self) -> np.ndarray:
+        """Byte offsets of the seed rows, from the index when it fits the seed file (else scanned, and saved
+        unless read-only)."""
+        if self._seed_offsets is None:
+            if not self.has_seeds:
+                return np.zeros(0, np.int64)
+            size = self.seeds_path.stat().st_size
+            offsets = self.seed_index.read()
+            if len(offsets) == 0 or prefix_end(self.seeds_path, offsets, size) != size:
+                offsets = scan_offsets(self.seeds_path, 0, size)  # no index yet, or one of another seed file
+                if not self.readonly:
+                    self.seed_index.save(offsets, 0)
+            self._seed_offsets = offsets
+        return self._seed_offsets
 
     def seed_count(self) -> int:
-        if not self.has_seeds:
-            return 0
-        with self.seeds_path.open("rb") as fh:
-            return sum(1 for _ in fh)
+        return len(self.seed_offsets())
 
     def iter_seeds(self) -> Iterator[dict]:
         if not self.has_seeds:
@@ -89,17 +120,16 @@ class Pool:
         yield from self.accepted
 
     def rows_at(self, positions: Iterable[int]) -> dict[int, dict]:
-        """Rows by pool position, in one streaming pass."""
-        wanted = set(int(p) for p in positions)
-        found: dict[int, dict] = {}
-        if not wanted:
-            return found
-        last = max(wanted)
-        for pos, row in enumerate(self):
-            if pos in wanted:
-                found[pos] = row
-            if pos >= last:
-                break
+        """Rows by pool position, each read by one seek. A position outside the seeds and the committed
+        samples is an IndexError."""
+        wanted = sorted(set(int(p) for p in positions))
+        if wanted and wanted[0] < 0:
+            raise IndexError(f"pool position {wanted[0]} is negative")
+        seeds = self.seed_offsets()
+        n = len(seeds)
+        found = read_rows(self.seeds_path, seeds, [p for p in wanted if p < n]) if n else {}
+        accepted = self.accepted.rows_at([p - n for p in wanted if p >= n])
+        found.update({i + n: row for i, row in accepted.items()})
         return found
 
     @staticmethod

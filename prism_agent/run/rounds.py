@@ -71,6 +71,8 @@ class MeasureSummary(StepSummary):
     g_vendi: float
     g_vendi_q2: float | None = None
     pool: int
+    gram: str | None = None  # the running Gram matrix was cached, updated or recomputed (diversity/gram.py)
+    audit: dict | None = None  # on audit rounds: the full recompute's rel_err, rows, repaired
 
 
 class ClusterSummary(StepSummary):

@@ -5,6 +5,11 @@ fsyncs that. The commit record is the commit point: on open, bytes past the last
 are cut off, and a torn last commit line is ignored. So a killed run loses at most the round in flight,
 whose LLM calls the replay log still has, and never doubles a row. Reading streams; nothing holds the
 whole file in memory.
+
+Rows are also read by position (few-shot examples) through an offset index next to the file
+(`accepted.offsets.bin`, run/offsets.py), appended after each commit record. It is checked against the
+last commit when first used and cut, extended or rebuilt to cover exactly the committed rows, so a kill
+anywhere in a commit, or a run written before the index existed, costs a rescan and never a wrong row.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prism_agent.atomic import fsync_dir, jsonl_bytes
+import numpy as np
+
+from prism_agent.atomic import fsync_dir, json_line
 from prism_agent.jsonl import read_jsonl
+from prism_agent.run.offsets import OffsetFile, line_offsets, read_rows, reconcile
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class SampleLog:
         if not readonly:
             self.data.parent.mkdir(parents=True, exist_ok=True)
         self.last = self._recover()
+        self.index = OffsetFile(self.data.with_name(self.data.name.removesuffix(".jsonl") + ".offsets.bin"))
+        self._offsets: np.ndarray | None = None  # the committed rows' offsets, once checked against the index
 
     def _recover(self) -> Commit:
         last = Commit(seq=0, round=0, bytes=0, count=0, features=0)
@@ -76,7 +86,9 @@ class SampleLog:
         """Append rows and commit them as one unit (all or nothing across a kill)."""
         if self.readonly:
             raise RuntimeError("this sample log was opened read-only")
-        payload = jsonl_bytes(rows)
+        before = self.offsets()  # an index behind the last commit is brought up to it first
+        lines = [json_line(r).encode("utf-8") for r in rows]
+        payload = b"".join(lines)
         with self.data.open("ab") as fh:
             fh.write(payload)
             fh.flush()
@@ -89,7 +101,35 @@ class SampleLog:
             os.fsync(fh.fileno())
         fsync_dir(self.data.parent)
         self.last = commit
+        added = line_offsets(lines, commit.bytes - len(payload))
+        self.index.append(added)  # after the commit record: the index never names an uncommitted row
+        self._offsets = np.concatenate([before, added])
         return commit
+
+    def offsets(self) -> np.ndarray:
+        """Byte offsets of the committed rows, one per row. The first call checks the index against the last
+        commit: entries past it (a kill after the rows but before their commit record cannot leave any, but
+        a copied or damaged index can) are cut, missing ones (a kill after the commit record, or a run from
+        before the index) are scanned and added, an implausible index is rebuilt. Read-only logs fix nothing
+        on disk and work from memory."""
+        if self._offsets is None:
+            found = self.index.read()
+            exists = self.index.path.exists()
+            offsets, kept = reconcile(self.data, found, self.count, self.last.bytes) if self.count else (found[:0], 0)
+            on_disk = exists and self.index.path.stat().st_size == len(found) * 8
+            if not self.readonly and not (on_disk and len(found) == len(offsets) and kept == len(offsets)):
+                self.index.save(offsets, kept)
+            self._offsets = offsets
+        return self._offsets
+
+    def rows_at(self, indexes: list[int]) -> dict[int, dict]:
+        """Committed rows by index (0-based), each read by one seek. An index past the committed rows is an
+        IndexError: whatever the file holds there is not part of the pool."""
+        offsets = self.offsets()
+        bad = [i for i in indexes if not 0 <= i < self.count]
+        if bad:
+            raise IndexError(f"row {bad[0]} of {self.data.name} is not committed ({self.count} rows are)")
+        return read_rows(self.data, offsets, indexes)
 
     def __iter__(self) -> Iterator[dict]:
         if not self.data.exists():
