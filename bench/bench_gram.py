@@ -30,12 +30,12 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from prism_agent.measure import g_vendi_of_store  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from prism_agent.config.run import parse_target  # noqa: E402
 from prism_agent.diversity.gram import measure_store, refresh  # noqa: E402
 from prism_agent.gradients.store import FeatureStore  # noqa: E402
+from prism_agent.measure_dataset import g_vendi_of_store  # noqa: E402
 from prism_agent.run.paths import RunPaths  # noqa: E402
 from prism_agent.run.pool import Pool  # noqa: E402
 

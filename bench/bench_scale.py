@@ -43,7 +43,7 @@ def parse_size(text: str) -> int:
 
 
 def run_config(n: int, args):
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config_files import build_run_config
 
     return build_run_config(None, {"task": "nli", "target": 2 * n + 10_000_000, "per_round": args.requests,
                                    "seed_sample": 99_890, "cluster": {"threads": args.threads},

@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from prism_agent.measure import g_vendi_of_store
 
 from prism_agent.diversity import gram
 from prism_agent.diversity.vendi import vendi
 from prism_agent.gradients.store import FeatureStore
+from prism_agent.measure_dataset import g_vendi_of_store
 from prism_agent.run.samples import SampleLog
 
 DIM = 24
@@ -245,7 +245,7 @@ def event_audit(ctx) -> list[dict]:
 
 
 def test_audit_every_is_a_setting_free_to_change_on_resume(tmp_path):
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config_files import build_run_config
     from prism_agent.errors import BadInputError
     from prism_agent.run.manifest import open_manifest
     from prism_agent.run.paths import RunPaths

@@ -57,7 +57,8 @@ class StepSummary(BaseModel):
         return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
 
     def as_json(self) -> dict:
-        return self.model_dump(mode="json")
+        """What is written and emitted: a field with nothing to say (None) is left out."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class PrepareSummary(StepSummary):
