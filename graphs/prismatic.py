@@ -23,6 +23,7 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from prism_agent import killpoint
 from prism_agent.loop import steps
 from prism_agent.loop.context import RunContext
 
@@ -127,7 +128,7 @@ def loop_builder(opening: list[tuple[str, object]]) -> StateGraph:
              ("decontaminate", step_node("decontaminate", steps.decontaminate)), ("commit", commit),
              ("finish", finish)]
     for name, fn in nodes:
-        b.add_node(name, fn)
+        b.add_node(name, killpoint.within(name, fn))  # marks the running node (test-only kill points)
     b.add_edge(START, "prepare")
     b.add_edge("prepare", "measure")
     b.add_conditional_edges("measure", route, {"next": opening[0][0], "done": "finish", "stuck": "finish"})

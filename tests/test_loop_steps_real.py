@@ -105,7 +105,7 @@ def test_graph_nodes_prepare_measure_route_cluster(prepared, tmp_path):
     assert 1 <= state["last"]["cluster"]["sparse"] < 4
     assert (ctx.paths.clusters / "round-0001" / "round.json").is_file()
     kinds = [e["kind"] for e in ctx.events]
-    assert kinds == ["prepare", "measure", "cluster"]
+    assert kinds == ["seed_features", "prepare", "measure", "cluster"]  # one seed chunk (16 rows < seed_chunk)
     # the one text backend needed so far: the local solver, scored on the seeds' labels to calibrate it
     cal = json.loads(ctx.paths.calibration.read_text())
     assert cal["rows"] == 16 and len(cal["offsets"]) == 3 and sum(cal["gold"].values()) == 16

@@ -77,24 +77,17 @@ def _featurize(ctx: RunContext, rows: list[dict]) -> tuple[np.ndarray, list[int]
 
 
 def prepare(ctx: RunContext) -> dict:
-    """Seed the pool (a reproducible sample of the seed sets) and featurize it, once per run."""
-    store = ctx.feature_store()
+    """Seed the pool (a reproducible sample of the seed sets) and featurize it, once per run, in chunks that
+    are each committed as a shard, so a kill loses at most one (`loop/seed_features.py`)."""
+    from prism_agent.loop.seed_features import featurize_seeds
+
     if not ctx.pool.has_seeds:
         sources = list(ctx.cfg.seeds or ctx.task.seeds)
         rows = sample_seeds(sources, ctx.cfg.seed_rows(count_rows(sources)), ctx.cfg.seed)
         ctx.pool.write_seeds(rows)
-    seeds = ctx.pool.seed_count()
-    committed = ctx.pool.accepted.last.features
-    if committed == 0 and len(store) != seeds:
-        store.truncate(0)
-        rows = list(ctx.pool.iter_seeds())
-        feats, kept = _featurize(ctx, rows)
-        if len(kept) != len(rows):  # seed rows too long for the proxy: drop them from the pool too
-            ctx.pool.write_seeds([rows[i] for i in kept])
-            rows = [rows[i] for i in kept]
-        store.append([r["id"] for r in rows], feats, info={"kind": "seeds"})
-        seeds = len(rows)
-    return {"seeds": seeds, "pool": len(store)}
+    if ctx.pool.accepted.last.features == 0:  # nothing committed yet: the store may lack seed chunks
+        featurize_seeds(ctx)
+    return {"seeds": ctx.pool.seed_count(), "pool": len(ctx.feature_store())}
 
 
 def calibrate(ctx: RunContext) -> dict | None:
@@ -134,7 +127,9 @@ def choice_bias(ctx: RunContext) -> tuple[float, ...]:
 
 
 def reconcile(ctx: RunContext) -> None:
-    """Undo what a killed commit left: feature shards past the last committed sample record."""
+    """Undo what a killed commit left: feature shards past the last committed sample record. Before the first
+    commit that is the seed count: the store of a run killed in `prepare` is a prefix of the seeds (never
+    cut here) and a shard torn by the kill is already gone (`FeatureStore` drops it on open)."""
     store = ctx.feature_store()
     want = ctx.pool.accepted.last.features or ctx.pool.seed_count()
     if len(store) > want:
