@@ -23,6 +23,7 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from prism_agent import killpoint
 from prism_agent.loop import steps
 from prism_agent.loop.context import RunContext
 from prism_agent.run.rounds import Step
@@ -129,7 +130,7 @@ def loop_builder(opening: list[tuple[str, object]]) -> StateGraph:
              (Step.DECONTAMINATE, step_node(Step.DECONTAMINATE, steps.decontaminate)), (Step.COMMIT, commit),
              (Step.FINISH, finish)]
     for step, fn in nodes:
-        b.add_node(step.value, fn)
+        b.add_node(step.value, killpoint.within(step.value, fn))  # marks the running node (test-only kill points)
     b.add_edge(START, Step.PREPARE.value)
     b.add_edge(Step.PREPARE.value, Step.MEASURE.value)
     b.add_conditional_edges(Step.MEASURE.value, route, {"next": opening[0][0].value, "done": Step.FINISH.value,

@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from prism_agent import killpoint
+
 
 @contextmanager
 def staged(path: Path) -> Iterator[BinaryIO]:
@@ -30,6 +32,7 @@ def staged(path: Path) -> Iterator[BinaryIO]:
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
+        killpoint.reached(path.name)  # test-only: the kill -9 suite's point between fsync and rename
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):  # closing flushes the buffer again, which fails again on a full disk

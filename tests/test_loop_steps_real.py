@@ -73,6 +73,35 @@ def test_prepare_writes_seeds_and_features_once(prepared, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
+def test_seed_chunks_drop_rows_too_long_for_the_proxy_and_keep_pool_and_features_aligned(prepared, bench, tmp_path):
+    """Seeds in chunks of 4 with a proxy context that about half of them do not fit: each chunk drops its
+    too-long rows from seeds.jsonl before its shard lands, so pool position i is feature row i throughout,
+    each shard records the seed rows it covers, and one `seed_features` event reports each chunk."""
+    import dataclasses
+
+    from prism_agent.gradients.render import encode
+
+    cfg = cfg_for(bench, featurizer={"rank_in": 16, "rank_out": 16, "seed_chunk": 4})
+    ctx = RunContext.open(tmp_path / "run", cfg)
+    heads = [encode(prepared.ctx.proxy.tokenizer, s["prompt"], s.get("response", ""), 10**6).response_start
+             for s in seed_rows(prepared.ctx)]
+    limit = sorted(heads)[len(heads) // 2]  # a row fits when its prompt leaves room for one response token
+    share(ctx, prepared.ctx).__dict__["proxy"] = dataclasses.replace(prepared.ctx.proxy, max_length=limit)
+    info = steps.prepare(ctx)
+    fits = [s["id"] for s, h in zip(seed_rows(prepared.ctx), heads, strict=True) if h + 1 <= limit]
+    assert 0 < len(fits) < 16 and info == {"seeds": len(fits), "pool": len(fits)}
+    store = ctx.feature_store()
+    assert [s["id"] for s in seed_rows(ctx)] == fits == store.ids()  # the same rows, in the same order
+    infos = [s.info() for s in store.shards]
+    starts = np.cumsum([0] + [s.rows for s in store.shards])
+    assert [i["seed_rows"] for i in infos] == [[starts[k], starts[k + 1]] for k in range(len(infos))]
+    assert sum(i["dropped"] for i in infos) == 16 - len(fits)
+    chunks = ctx.events.of_kind("seed_features")
+    assert [e["shard"] for e in chunks] == list(range(len(store.shards))) and chunks[-1]["rows"] == len(fits)
+    assert steps.prepare(ctx) == info and len(ctx.events.of_kind("seed_features")) == len(chunks)  # done once
+
+
+@pytest.mark.slow
 def test_reconcile_cuts_feature_rows_past_the_last_commit(prepared, tmp_path):
     ctx = _copy(prepared, tmp_path / "run")
     store = ctx.feature_store()
@@ -105,7 +134,7 @@ def test_graph_nodes_prepare_measure_route_cluster(prepared, tmp_path):
     assert 1 <= state["last"]["cluster"]["sparse"] < 4
     assert (ctx.paths.clusters / "round-0001" / "round.json").is_file()
     kinds = [e["kind"] for e in ctx.events]
-    assert kinds == ["prepare", "measure", "cluster"]
+    assert kinds == ["seed_features", "prepare", "measure", "cluster"]  # one seed chunk (16 rows < seed_chunk)
     # the one text backend needed so far: the local solver, scored on the seeds' labels to calibrate it
     cal = json.loads(ctx.paths.calibration.read_text())
     assert cal["rows"] == 16 and len(cal["offsets"]) == 3 and sum(cal["gold"].values()) == 16

@@ -26,6 +26,8 @@ def status(
     out.print(f"run {info['run_id']} ({info['task']}) in {info['run_dir']}: {state}", **line)
     out.print(f"  accepted {info['accepted']}/{info['target']} after {info['rounds']} rounds; pool {info['pool']} "
               f"({info['seeds']} seeds)", **line)
+    if (sf := info["seed_features"]) and sf["rows"] < sf["of"]:
+        out.print(f"  seed featurization: {sf['rows']}/{sf['of']} rows (resumes after the last chunk)", **line)
     if info["g_vendi"] is not None:
         hist = " → ".join(f"{g:.3f}" for g in info["g_vendi_history"][-8:])
         out.print(f"  G-Vendi {info['g_vendi']:.3f} (last measures: {hist})", **line)

@@ -32,6 +32,8 @@ class FeaturizerConfig(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     threads: int = Field(1, ge=1, description="torch CPU threads (1 per process is most robust on 2 cores)")
     max_length: int | None = Field(None, ge=8, description="token cap per sample; default the proxy context")
+    seed_chunk: int = Field(1024, ge=1, description="run: seed rows featurized and committed per feature shard, "
+                            "so a killed run loses at most one chunk (best a multiple of the 128-row projection block)")
 
     def identity(self) -> dict:
         """The fields that change feature values (not speed): what a feature store is keyed by. The dtype

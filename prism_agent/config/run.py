@@ -188,10 +188,11 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
     "roles.*.latency_factor",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
+    "featurizer.seed_chunk",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
                 "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, the "
-                "featurizer's threads and batch sizes, and [measure]")
+                "featurizer's threads, batch sizes and seed chunk, and [measure]")
 
 
 def is_free(field: str) -> bool:

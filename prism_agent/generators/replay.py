@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from prism_agent import killpoint
 from prism_agent.generators.base import CallStats, GenerationError, Generator
 from prism_agent.generators.types import GenRequest, GenResult
 
@@ -69,6 +70,7 @@ class ReplayStore:
         return GenResult.model_validate_json(row[0]) if row else None
 
     def put(self, key: str, model_id: str, request: GenRequest, result: GenResult) -> None:
+        killpoint.reached("call log")  # test-only (the kill -9 suite): a call about to be recorded
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO calls (key, model, request, result, created) VALUES (?, ?, ?, ?, ?)",

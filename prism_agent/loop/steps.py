@@ -92,24 +92,17 @@ def _featurize(ctx: RunContext, rows: list[dict]) -> tuple[np.ndarray, list[int]
 
 
 def prepare(ctx: RunContext) -> dict:
-    """Seed the pool (a reproducible sample of the seed sets) and featurize it, once per run."""
-    store = ctx.feature_store()
+    """Seed the pool (a reproducible sample of the seed sets) and featurize it, once per run, in chunks that
+    are each committed as a shard, so a kill loses at most one (`loop/seed_features.py`)."""
+    from prism_agent.loop.seed_features import featurize_seeds
+
     if not ctx.pool.has_seeds:
         sources = list(ctx.cfg.seeds or ctx.task.seeds)
         rows = sample_seeds(sources, ctx.cfg.seed_rows(count_rows(sources)), ctx.cfg.seed)
         ctx.pool.write_seeds(rows)
-    seeds = ctx.pool.seed_count()
-    committed = ctx.pool.accepted.last.features
-    if committed == 0 and len(store) != seeds:
-        store.truncate(0)
-        rows = list(ctx.pool.iter_seeds())
-        feats, kept = _featurize(ctx, rows)
-        if len(kept) != len(rows):  # seed rows too long for the proxy: drop them from the pool too
-            ctx.pool.write_seeds([rows[i] for i in kept])
-            rows = [rows[i] for i in kept]
-        store.append([r["id"] for r in rows], feats, info={"kind": "seeds"})
-        seeds = len(rows)
-    return PrepareSummary(seeds=seeds, pool=len(store)).as_json()
+    if ctx.pool.accepted.last.features == 0:  # nothing committed yet: the store may lack seed chunks
+        featurize_seeds(ctx)
+    return PrepareSummary(seeds=ctx.pool.seed_count(), pool=len(ctx.feature_store())).as_json()
 
 
 def calibrate(ctx: RunContext) -> dict | None:
@@ -149,7 +142,9 @@ def choice_bias(ctx: RunContext) -> tuple[float, ...]:
 
 
 def reconcile(ctx: RunContext) -> None:
-    """Undo what a killed commit left: feature shards past the last committed sample record."""
+    """Undo what a killed commit left: feature shards past the last committed sample record. Before the first
+    commit that is the seed count: the store of a run killed in `prepare` is a prefix of the seeds (never
+    cut here) and a shard torn by the kill is already gone (`FeatureStore` drops it on open)."""
     store = ctx.feature_store()
     want = ctx.pool.accepted.last.features or ctx.pool.seed_count()
     if len(store) > want:

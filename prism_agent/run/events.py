@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from prism_agent import killpoint
 from prism_agent.jsonl import read_jsonl
 
 
@@ -44,6 +45,7 @@ class EventLog:
     def emit(self, kind: str, **fields) -> dict:
         if not self._tail_checked:
             self._repair_tail()
+        killpoint.reached(f"event {kind}")  # test-only (the kill -9 suite)
         event = {"t": round(time.time(), 3), "kind": kind, **fields}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prism_agent import killpoint
 from prism_agent.atomic import fsync_dir, json_line
 from prism_agent.jsonl import read_jsonl
 from prism_agent.run.offsets import OffsetFile, line_offsets, read_rows, reconcile
@@ -95,6 +96,8 @@ class SampleLog:
             os.fsync(fh.fileno())
         commit = Commit(seq=self.last.seq + 1, round=round_index, bytes=self.last.bytes + len(payload),
                         count=self.last.count + len(rows), features=features)
+        # test-only (the kill -9 suite): rows appended, not yet committed
+        killpoint.reached("commit record" if rows else "commit record (no rows)")
         with self.commits_path.open("ab") as fh:
             fh.write((commit.to_json() + "\n").encode())
             fh.flush()

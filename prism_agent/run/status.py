@@ -17,7 +17,7 @@ def run_status(root: Path) -> dict:
     manifest = read_manifest(paths)
     pool = Pool(paths, readonly=True)  # status may run beside a live run: read, never repair
     accepted = pool.accepted.count
-    by_kind: dict[str, list[dict]] = {"measure": [], "round": [], "stop": [], "usage": []}
+    by_kind: dict[str, list[dict]] = {"measure": [], "round": [], "stop": [], "usage": [], "seed_features": []}
     for e in EventLog(paths.events):  # one pass: the log grows by a few lines per round
         if e.get("kind") in by_kind:
             by_kind[e["kind"]].append(e)
@@ -40,6 +40,8 @@ def run_status(root: Path) -> dict:
         "stop_reason": stops[-1]["reason"] if stops and stops[-1].get("accepted") == accepted else None,
         **_backend_errors(by_kind["usage"]),
         **_skipped(paths),
+        # seed featurization's progress, chunk by chunk (`loop/seed_features.py`): rows done of the seeds
+        "seed_features": {k: chunks[-1][k] for k in ("rows", "of")} if (chunks := by_kind["seed_features"]) else None,
     }
 
 
