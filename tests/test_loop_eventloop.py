@@ -67,3 +67,31 @@ def test_one_event_loop_and_limiter_for_the_run(llamacpp_server, tmp_path):
     assert sum(x["node"] == "generate" for x in used) == 2, lines  # both rounds
     assert len({x["limiter"] for x in used}) == 1, used  # one limiter from the first step to the last
     assert all(x["same_backend"] for x in used)
+
+
+def test_closing_after_a_step_abandoned_by_a_second_signal_raises_nothing():
+    """A second Ctrl-C/SIGTERM raises KeyboardInterrupt inside a step's task; the tasks awaiting it raise it
+    again when the loop next runs them, which `close` must absorb (the run then exits 130, not by SIGINT)."""
+    import asyncio
+
+    from prism_agent.loop.eventloop import RunLoop
+
+    async def interrupted():
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt  # where the signal handler's raise lands: inside a running task
+
+    async def step():
+        await asyncio.gather(interrupted(), asyncio.sleep(30))
+
+    aio = RunLoop()
+    with pytest.raises(KeyboardInterrupt):
+        aio.run(step())
+    closed = []
+
+    async def aclose():
+        closed.append(True)
+
+    aio.close([aclose])  # nothing escapes, the backends are still closed
+    assert closed == [True]
+    assert aio.run(asyncio.sleep(0, result=7)) == 7  # a later run gets a fresh loop
+    aio.close()

@@ -96,7 +96,7 @@ def test_seed_featurization_resumes_after_the_last_complete_chunk(killed, tmp_pa
     """The kill in prepare left chunks 0 and 1 as shards and chunk 2 torn; the resumed run redid chunk 2 only
     from its first row and never rewrote chunks 0 and 1; each chunk was reported once; and the seed features
     equal those of an uninterrupted prepare (same config, new directory, this process)."""
-    from prism_agent.config.run import build_run_config
+    from prism_agent.config_files import build_run_config
     from prism_agent.gradients.store import FeatureStore
     from prism_agent.loop import steps
     from prism_agent.loop.context import RunContext

@@ -43,14 +43,34 @@ class RunLoop:
         if loop is None or loop.is_closed():
             return
         try:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            _drain(loop)
             for close in closers:
-                loop.run_until_complete(close())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+                _settle(loop, close())
+            _settle(loop, loop.shutdown_asyncgens())
+            _settle(loop, loop.shutdown_default_executor())
         finally:
             loop.close()
+
+
+def _settle(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> None:
+    """Run `aw` to its end. A step abandoned by a second Ctrl-C/SIGTERM leaves tasks that finished with that
+    KeyboardInterrupt; the tasks awaiting them raise it again when the loop next runs them. It was the
+    signal that stopped the run, already handled: swallowed here, or it would escape the run's clean exit
+    (exit code 130) as an uncaught KeyboardInterrupt."""
+    fut = asyncio.ensure_future(aw, loop=loop)
+    for _ in range(100):  # each re-raise finishes one waiting task; a chain of awaits is finite
+        try:
+            loop.run_until_complete(fut)
+            return
+        except KeyboardInterrupt:
+            if fut.done():
+                return
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the loop's unfinished tasks and run them to their end."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        _settle(loop, asyncio.gather(*pending, return_exceptions=True))

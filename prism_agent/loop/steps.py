@@ -41,21 +41,21 @@ from prism_agent.tasks.generation import generation_messages, generation_stops, 
 # ---- files of a round ------------------------------------------------------------------------------------
 
 
-def _rows_path(ctx: RunContext, r: int, step: Step) -> Path:
-    return ctx.paths.round_dir(r) / f"{step.file}.jsonl"
+def _rows_path(ctx: RunContext, r: int, step: Step | str) -> Path:
+    return ctx.paths.round_dir(r) / f"{Step.of(step).file}.jsonl"
 
 
-def _summary_path(ctx: RunContext, r: int, step: Step) -> Path:
-    return ctx.paths.round_dir(r) / f"{step.file}.json"
+def _summary_path(ctx: RunContext, r: int, step: Step | str) -> Path:
+    return ctx.paths.round_dir(r) / f"{Step.of(step).file}.json"
 
 
-def done(ctx: RunContext, r: int, step: Step) -> dict | None:
+def done(ctx: RunContext, r: int, step: Step | str) -> dict | None:
     """The summary of round r's `step` when that step finished (it is then not run again)."""
     path = _summary_path(ctx, r, step)
-    return SUMMARIES[step].load(json.loads(path.read_text())).as_json() if path.exists() else None
+    return SUMMARIES[Step.of(step)].load(json.loads(path.read_text())).as_json() if path.exists() else None
 
 
-def read_rows(ctx: RunContext, r: int, step: Step) -> list[dict]:
+def read_rows(ctx: RunContext, r: int, step: Step | str) -> list[dict]:
     path = _rows_path(ctx, r, step)
     if not path.exists():
         return []

@@ -34,6 +34,11 @@ class Step(str, Enum):
     def __str__(self) -> str:  # as StrEnum does (3.11+); the project supports 3.10
         return self.value
 
+    @classmethod
+    def of(cls, name: str | Step) -> Step:
+        """A step from its node name or its files' stem (`decontam`)."""
+        return cls.DECONTAMINATE if name == "decontam" else cls(name)
+
     @property
     def file(self) -> str:
         """The stem of the step's files in a round folder (`decontam.json`: the name run directories have
@@ -130,7 +135,7 @@ class CommitSummary(StepSummary):
     step = Step.COMMIT
     accepted: int = 0
     total: int = 0
-    already: bool = False  # the round had been committed before (a resumed run)
+    already: bool | None = None  # True: the round had been committed before (a resumed run)
 
 
 SUMMARIES: dict[Step, type[StepSummary]] = {cls.step: cls for cls in (
