@@ -8,6 +8,7 @@ code: 130 with the command that resumes after Ctrl-C/SIGTERM (`cli/interrupt`).
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -172,8 +173,15 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
         out.print(f"done in {result.seconds:.0f} s: {result.accepted}/{result.target} accepted in {root}",
                   highlight=False, soft_wrap=True)
     finally:
-        if stopped:  # the handlers were just restored: a signal while winding down now exits at once, with 130
+        if stopped:
+            # The run is checkpointed and its resources closed (the runner's `with` block has ended). A signal
+            # from here on exits at once, with 130; and the process exits now rather than through interpreter
+            # finalization, during which a SIGINT was seen to land after a second signal had abandoned a step
+            # (the handlers back at their defaults), ending the process by SIGINT instead of with 130.
             exit_on_further_signals()
+            out.file.flush()
+            err.file.flush()
+            os._exit(EXIT_INTERRUPTED)
 
 
 def _plain(updates) -> None:
