@@ -126,6 +126,29 @@ def recall(store, cands: np.ndarray, probes: list[int]) -> dict:
     return out
 
 
+def real_recall(path: Path, probes: list[int]) -> dict:
+    """Recall on real gradient features (a feature store of the real proxy's rows): the last quarter of its rows
+    are the queries, the rest the pool, clustered at 5 % (≈ 20 rows a cluster)."""
+    from prism_agent.cluster.ivf import brute_nearest, ivf_nearest
+    from prism_agent.cluster.members import ClusterMembers
+    from prism_agent.cluster.round import build_round
+    from prism_agent.cluster.rows import ArrayRows
+    from prism_agent.config.cluster import ClusterConfig
+    from prism_agent.gradients.store import FeatureStore
+
+    rows = np.concatenate(list(FeatureStore.load(path).iter_blocks()))
+    cut = len(rows) * 3 // 4
+    pool, queries = ArrayRows(rows[:cut]), rows[cut:]
+    round_ = build_round(pool, ClusterConfig(k_ratio=0.05, device="cpu", threads=1))
+    members = ClusterMembers(np.asarray(round_.labels), round_.k)
+    truth = brute_nearest(pool, queries)
+    out = {"pool": cut, "queries": len(queries), "k": round_.k}
+    for nprobe in probes:
+        found = ivf_nearest(pool, round_.centroids, members, queries, nprobe=nprobe)
+        out[f"nprobe_{nprobe}"] = round(float((found.cosines >= truth.cosines - 1e-6).mean()), 4)
+    return out
+
+
 def one_size(root: Path, n: int, args) -> dict:
     from prism_agent.diversity.gram import pool_gram
     from prism_agent.loop.strategy import get_strategy
@@ -180,11 +203,15 @@ def main() -> None:
     ap.add_argument("--agree-dim", type=int, default=256)
     ap.add_argument("--agree-batch", type=int, default=256)
     ap.add_argument("--skip-agreement", action="store_true")
+    ap.add_argument("--real-store", type=Path, default=None, help="a feature store of real gradient features")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     args.before_max = parse_size(args.before_max)
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"threads": 1, "candidates": args.candidates, "sizes": {}}
+    if args.real_store is not None:
+        result["real_recall"] = real_recall(args.real_store, [1, 2, 4, 8, 16])
+        print("real recall", result["real_recall"], flush=True)
     if not args.skip_agreement:
         result["agreement"] = agreement(args)
         print("agreement", result["agreement"], flush=True)
