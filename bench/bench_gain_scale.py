@@ -215,7 +215,7 @@ def main() -> None:
     if not args.skip_agreement:
         result["agreement"] = agreement(args)
         print("agreement", result["agreement"], flush=True)
-    for size in args.sizes.split(","):
+    for size in filter(None, args.sizes.split(",")):
         n = parse_size(size)
         result["sizes"][str(n)] = one_size(args.out / f"pool-{n}", n, args)
         (args.out / "gain_scale.json").write_text(json.dumps(result, indent=2))
