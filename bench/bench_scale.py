@@ -53,7 +53,9 @@ def run_config(n: int, args):
 def context(run_dir: Path, n: int, args):
     from prism_agent.loop.context import RunContext
 
-    return RunContext.open(run_dir, run_config(n, args))
+    # A directory built by an earlier version of the code keeps its pool; the round is timed with today's
+    # settings (e.g. new refit defaults), as a resumed run given --force-config would be.
+    return RunContext.open(run_dir, run_config(n, args), allow_config_change=True)
 
 
 def features(rng: np.random.Generator, centres: np.ndarray, popularity: np.ndarray, m: int) -> np.ndarray:
