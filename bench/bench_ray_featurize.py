@@ -10,8 +10,9 @@ default featurizer (`fast`, the config's defaults, dtype resolved for this machi
                last row back, including starting the actors and loading the proxy in each;
   ray steady   the same job without each actor's one-time start: wall time from the first batch any actor
                began to the last one it finished (the actors record their own times);
-  no-op job    the same pool shape and batches with a UDF that returns zeros: Ray's own cost per batch
-               (scheduling, serialization, the object store) plus starting 2 trivial actors.
+  no-op jobs   the same pool shape with a UDF that returns zeros, over the same rows in `--batch-size` and in
+               4-row batches: the slope of the job's time over its number of batches is Ray's own cost per
+               batch (scheduling, serialization, the object store), without the actors' start.
 
 A private local Ray of 2 CPUs is started (object store 200 MB, no dashboard) and stopped at the end.
 
@@ -122,10 +123,15 @@ def main() -> None:
         if not args.skip_local:
             rel = np.linalg.norm(feats - local_feats, axis=1) / np.linalg.norm(local_feats, axis=1)
             report["rel_diff_vs_local"] = {"max": float(rel.max()), "median": float(np.median(rel))}
-        t0 = time.perf_counter()
-        noop = list(f.batches(pairs, actor=NoOpActor, constructor={"dim": config.dim}))
-        report["noop_job_s"] = time.perf_counter() - t0
-        report["noop_per_batch_s"] = report["noop_job_s"] / max(1, len(noop))
+        noop = {}
+        for size in (args.batch_size, 4):  # the slope over the number of batches: Ray's cost per batch
+            g = RayFeaturizer(rc.model_copy(update={"batch_size": size}), config)
+            t0 = time.perf_counter()
+            n = len(list(g.batches(pairs, actor=NoOpActor, constructor={"dim": config.dim})))
+            noop[size] = (n, time.perf_counter() - t0)
+        (n_big, t_big), (n_small, t_small) = noop[args.batch_size], noop[4]
+        report["noop_job_s"] = {f"{n} batches": round(t, 3) for n, t in (noop[args.batch_size], noop[4])}
+        report["noop_per_batch_s"] = (t_small - t_big) / (n_small - n_big) if n_small > n_big else None
     finally:
         session.close()
         ray.shutdown()

@@ -95,3 +95,12 @@ def test_nothing_imports_ray_unless_asked():
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_python_measure_ray_errors(data):
+    from prism_agent import measure
+
+    with pytest.raises(BadInputError, match=r"^ray\.actors"):
+        measure(data, ray={"address": "local", "actors": 0})
+    with pytest.raises(BadInputError, match="no Ray cluster answers at 127.0.0.1:1"):
+        measure(data, ray={"address": "127.0.0.1:1"})
