@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from prism_agent.config.distributed import RayConfig
 from prism_agent.config.run import is_free
 from prism_agent.config_files import build_run_config
-from prism_agent.errors import BadInputError
+from prism_agent.errors import BadInputError, PrismError
 
 
 def test_defaults_and_addresses():
@@ -102,5 +102,5 @@ def test_python_measure_ray_errors(data):
 
     with pytest.raises(BadInputError, match=r"^ray\.actors"):
         measure(data, ray={"address": "local", "actors": 0})
-    with pytest.raises(BadInputError, match="no Ray cluster answers at 127.0.0.1:1"):
+    with pytest.raises(PrismError, match="no Ray cluster answers at 127.0.0.1:1"):
         measure(data, ray={"address": "127.0.0.1:1"})
