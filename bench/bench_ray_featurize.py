@@ -98,7 +98,7 @@ def main() -> None:
             res = super().__call__(batch)
             n = len(res["pos"])
             return {**res, "began": np.full(n, began), "ended": np.full(n, time.time()),
-                    "init_s": np.full(n, self.init_s)}
+                    "init_s": np.full(n, self.init_s), "pid": np.full(n, os.getpid())}
 
     ray.init(num_cpus=args.actors, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
              runtime_env=runtime_env(), log_to_driver=False)
@@ -119,6 +119,8 @@ def main() -> None:
         report["ray_steady_s"] = ended - began
         report["actor_init_s"] = sorted({round(float(b["init_s"][0]), 2) for b in batches})
         report["batches"] = len(batches)
+        report["batches_per_actor"] = sorted(np.unique([int(b["pid"][0]) for b in batches],
+                                                       return_counts=True)[1].tolist())
         feats = next(ordered(batches, len(rows), len(rows))).feats
         if not args.skip_local:
             rel = np.linalg.norm(feats - local_feats, axis=1) / np.linalg.norm(local_feats, axis=1)

@@ -18,7 +18,7 @@ from prism_agent.errors import BadInputError, PrismError
 
 def test_defaults_and_addresses():
     cfg = RayConfig()
-    assert (cfg.address, cfg.actors, cfg.gpus_per_actor, cfg.cpus_per_actor, cfg.batch_size) == ("auto", 2, 0.0, 1, 32)
+    assert (cfg.address, cfg.actors, cfg.gpus_per_actor, cfg.cpus_per_actor, cfg.batch_size) == ("auto", 2, 0.0, 1, 64)
     for ok in ("auto", "local", "10.0.0.5:6379", "head-node:6379", "ray://head:10001"):
         assert RayConfig(address=ok).address == ok
     for bad in ("", "http://head:6379", "head", "head:port", "a b:1"):
@@ -102,5 +102,5 @@ def test_python_measure_ray_errors(data):
 
     with pytest.raises(BadInputError, match=r"^ray\.actors"):
         measure(data, ray={"address": "local", "actors": 0})
-    with pytest.raises(PrismError, match="no Ray cluster answers at 127.0.0.1:1"):
+    with pytest.raises(PrismError, match=r"no Ray cluster answers at 127\.0\.0\.1:1"):
         measure(data, ray={"address": "127.0.0.1:1"})

@@ -58,7 +58,7 @@ def measure(
     ray_actors: Annotated[int, typer.Option(help="with --ray: featurizer actors")] = 2,
     ray_gpus_per_actor: Annotated[float, typer.Option(help="with --ray: GPUs per actor (0: CPU actors of "
                                                       "--threads cores each)")] = 0.0,
-    ray_batch_size: Annotated[int, typer.Option(help="with --ray: rows per actor call")] = 32,
+    ray_batch_size: Annotated[int, typer.Option(help="with --ray: rows per actor call")] = 64,
     id_field: Annotated[str, typer.Option(help="column holding the id")] = "id",
     prompt_field: Annotated[str, typer.Option(help="column holding the prompt")] = "prompt",
     response_field: Annotated[str, typer.Option(help="column holding the response")] = "response",

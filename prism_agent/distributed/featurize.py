@@ -143,7 +143,10 @@ class RayFeaturizer:
         import ray.data
 
         rc = self.ray_config
-        args = {"compute": ray.data.ActorPoolStrategy(size=rc.actors), "batch_size": rc.batch_size,
+        # one batch in flight per actor: Ray Data's default queues several on the first actor that is ready,
+        # and with compute-bound batches the others, still loading the proxy, then get none of them
+        pool = ray.data.ActorPoolStrategy(size=rc.actors, max_tasks_in_flight_per_actor=1)
+        args = {"compute": pool, "batch_size": rc.batch_size,
                 "batch_format": "numpy", "num_cpus": rc.cpus_per_actor}
         if rc.gpus_per_actor:
             args["num_gpus"] = rc.gpus_per_actor
