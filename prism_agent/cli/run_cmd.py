@@ -118,8 +118,8 @@ def run(
     allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
                                              help="old name of --force-config"),
     ray: str | None = typer.Option(None, "--ray", help="featurize on a Ray cluster: auto (the one `ray start` "
-                                   "joined here) | HOST:PORT | ray://HOST:PORT | local; sets [ray] address (more "
-                                   "settings: the [ray] table; README \"Running on a Ray cluster\")"),
+                                   "joined here) | HOST:PORT | ray://HOST:PORT | local; the address of the config's "
+                                   "ray table, which holds the other settings (README \"Running on a Ray cluster\")"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
     dtype: str | None = typer.Option(None, "--dtype", help="compute dtype of the featurizer and the embedded "
                                      "backends: auto (bfloat16 where the hardware runs it natively: CUDA with "
