@@ -142,3 +142,21 @@ def test_an_update_whose_base_pool_changed_refits_cold(tmp_path):
     shutil.rmtree(feats)
     store = grow(feats, 1010, 5)  # another pool of about the same size
     assert plan_round(as_rows(store), CFG, clusters, 2).kind == "cold"
+
+
+def test_warm_seeds_from_recorded_cosines_equal_a_fresh_search():
+    """A warm refit reads the previous clustering's recorded cosines instead of searching the training sample
+    again; the new seeds, hence the centroids, must be those the search would have given."""
+    from prism_agent.cluster.kmeans import fit_spherical_kmeans
+    from prism_agent.cluster.round import build_round
+    from prism_agent.cluster.rows import ArrayRows
+
+    x = rows(3000, 5)
+    cfg = CFG.model_copy(update={"k_min": 25, "refit_points_per_centroid": 16})
+    previous = build_round(x[:2000], cfg.model_copy(update={"k_min": 20}))
+    assert previous.k == 20  # the refit adds 5 clusters, so new seeds are drawn
+    plain = fit_spherical_kmeans(ArrayRows(x), 25, cfg, warm=previous.centroids)
+    recorded = fit_spherical_kmeans(ArrayRows(x), 25, cfg, warm=previous.centroids,
+                                    warm_cosines=np.asarray(previous.cosines))
+    assert plain.train_size == 25 * 16
+    np.testing.assert_allclose(recorded.centroids, plain.centroids, atol=1e-6)

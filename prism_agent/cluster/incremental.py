@@ -159,8 +159,11 @@ def cluster_round(source, config: ClusterConfig, root: str | Path, r: int) -> tu
     if plan.kind == "update":
         result = _update(rows, config, root, r, plan.previous, fingerprint)
     else:
-        warm = load_round(root, plan.previous, mmap=True).centroids if plan.kind == "warm" else None
-        result = build_round(rows, config, warm=warm)
+        warm = warm_cosines = None
+        if plan.kind == "warm":
+            previous = load_round(root, plan.previous, mmap=True)
+            warm, warm_cosines = previous.centroids, previous.cosines
+        result = build_round(rows, config, warm=warm, warm_cosines=warm_cosines)
         save_round(root, r, result, fingerprint=fingerprint)
     prune(root, keep=r)
     return result, plan

@@ -42,9 +42,10 @@ class KMeansFit:
     gpu: bool
 
 
-def train_sample_size(n: int, k: int, config: ClusterConfig) -> int:
-    """Rows to train on: enough per centroid, bounded in memory, never fewer than k."""
-    wanted = min(config.train_sample_max, k * config.train_points_per_centroid)
+def train_sample_size(n: int, k: int, config: ClusterConfig, *, warm: bool = False) -> int:
+    """Rows to train on: enough per centroid (fewer for a warm refit), bounded in memory, never fewer than k."""
+    per = config.refit_points_per_centroid if warm else config.train_points_per_centroid
+    wanted = min(config.train_sample_max, k * per)
     return int(min(n, max(k, wanted)))
 
 
@@ -71,19 +72,26 @@ def kmeanspp_centroids(x: np.ndarray, k: int, config: ClusterConfig) -> tuple[np
     return np.ascontiguousarray(pool[seeds]), m
 
 
-def warm_centroids(x: np.ndarray, previous: np.ndarray, k: int, config: ClusterConfig) -> np.ndarray:
+def warm_centroids(x: np.ndarray, previous: np.ndarray, k: int, config: ClusterConfig,
+                   cosines: np.ndarray | None = None) -> np.ndarray:
     """Seeds of a warm refit: the previous unit centroids, plus (when the grown pool asks for more clusters)
     rows of `x` drawn with probability ∝ their squared distance to the nearest previous centroid, in one
     pass (one k-means++ step for all new seeds, not k sequential greedy ones): new centroids go where the
-    previous ones cover the pool worst, at the cost of one assignment of the training sample."""
+    previous ones cover the pool worst.
+
+    `cosines`: each row's cosine to its nearest previous centroid where already known (the previous
+    clustering recorded it), NaN where not; only the unknown rows are searched, instead of the whole sample."""
     previous = normalized(np.asarray(previous, dtype=np.float32))[:k]
     extra = k - previous.shape[0]
     if extra <= 0:
         return previous
-    index = faiss.IndexFlatIP(previous.shape[1])
-    index.add(previous)
-    sims, _ = index.search(x, 1)
-    weight = np.maximum(2.0 - 2.0 * sims[:, 0].astype(np.float64), 0.0)
+    sims = np.full(x.shape[0], np.nan) if cosines is None else np.array(cosines, dtype=np.float64)
+    unknown = np.flatnonzero(np.isnan(sims))
+    if unknown.size:
+        index = faiss.IndexFlatIP(previous.shape[1])
+        index.add(previous)
+        sims[unknown] = index.search(np.ascontiguousarray(x[unknown]), 1)[0][:, 0]
+    weight = np.maximum(2.0 - 2.0 * sims, 0.0)
     rng = np.random.default_rng([config.seed, 0x77])
     if np.count_nonzero(weight) < extra:
         weight = weight + 1e-12  # fewer uncovered rows than new seeds: fall back to uniform for the rest
@@ -91,11 +99,13 @@ def warm_centroids(x: np.ndarray, previous: np.ndarray, k: int, config: ClusterC
     return np.ascontiguousarray(np.concatenate([previous, x[np.sort(picks)]]), dtype=np.float32)
 
 
-def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.ndarray | None = None) -> KMeansFit:
+def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.ndarray | None = None,
+                         warm_cosines: np.ndarray | None = None) -> KMeansFit:
     """Train k unit centroids on a sample of `rows` (20 Lloyd iterations by default, seeded).
 
-    `warm`: the previous fit's centroids; the refit starts from them (see `warm_centroids`) and runs
-    `config.refit_iterations` iterations instead of seeding from scratch.
+    `warm`: the previous fit's centroids; the refit starts from them (see `warm_centroids`), trains on
+    `config.refit_points_per_centroid` rows per centroid and runs `config.refit_iterations` iterations
+    instead of seeding from scratch. `warm_cosines`: the first rows' recorded cosines to those centroids.
     """
     n = rows.n
     if k < 1:
@@ -103,8 +113,9 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.
     if k > n:
         raise BadInputError(f"cannot make {k} clusters from {n} rows")
     started = time.perf_counter()
-    size = train_sample_size(n, k, config)
-    x = normalized(rows.take(train_positions(n, size, config.seed)), copy=False)  # take() made a copy
+    size = train_sample_size(n, k, config, warm=warm is not None)
+    positions = train_positions(n, size, config.seed)
+    x = normalized(rows.take(positions), copy=False)  # take() made a copy
     gpu = use_gpu(config.device)
     iterations = config.iterations if warm is None else config.refit_iterations
     params = {
@@ -123,7 +134,12 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.
         init_started = time.perf_counter()
         init_centroids, init_size = None, 0  # "random": faiss draws k distinct training rows itself
         if warm is not None:
-            init_centroids = warm_centroids(x, warm, k, config)
+            known = None
+            if warm_cosines is not None:
+                known = np.full(size, np.nan)
+                inside = positions < len(warm_cosines)
+                known[inside] = np.asarray(warm_cosines)[positions[inside]]
+            init_centroids = warm_centroids(x, warm, k, config, known)
         elif config.init == "first-k":
             init_centroids = first_k_centroids(rows, k)
         elif config.init == "kmeans++":

@@ -100,14 +100,16 @@ class ClusterRound:
         )
 
 
-def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray | None = None) -> ClusterRound:
+def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray | None = None,
+                warm_cosines: np.ndarray | None = None) -> ClusterRound:
     """Cluster a pool (array, `FeatureStore` or `Rows`): choose k, fit, assign every row, find sparse.
 
-    `warm`: centroids of the previous fit to start from (a refit, see `incremental.py`)."""
+    `warm`: centroids of the previous fit to start from (a refit, see `incremental.py`); `warm_cosines`: the
+    leading pool rows' recorded cosines to them (saves searching them again)."""
     config = config or ClusterConfig()
     rows: Rows = as_rows(source)
     k_choice = choose_k(rows.n, config)
-    fit = fit_spherical_kmeans(rows, k_choice.k, config, warm=warm)
+    fit = fit_spherical_kmeans(rows, k_choice.k, config, warm=warm, warm_cosines=warm_cosines)
     started = time.perf_counter()
     found = assign_nearest(
         rows, fit.centroids, batch_size=config.batch_size, threads=config.threads, device=config.device

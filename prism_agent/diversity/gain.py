@@ -16,6 +16,11 @@ gain equals its floor), whatever the pool looks like, while a row far from every
 span) adds a new direction and is. A fixed floor such as "the pool's average contribution per sample",
 (G-Vendi − 1)/(n − 1), does not have that guarantee (a copy of a rare row can beat it) and on the loop's
 nli pool it sits at ≈ 3× what a typical new sample adds (EVIDENCE.md), so it would reject almost everything.
+
+This exact greedy costs up to b·(b+1) eigenproblems of size r+1 for b candidates: seconds for a small run's
+few candidates, hopeless for a round of 8,192 on a full-rank 1024-d pool. `keep_by_gain` runs it while
+b·(b+1)·(min(n, d)+1)³ ≤ `EXACT_BUDGET` (≈ 17 s at most on one thread of this repository's CPU, e.g. 16
+candidates at d = 1024) and otherwise the first-order rule of `gain_fast.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from prism_agent.diversity.vendi import vendi_from_eigenvalues
 
 _RANK_TOL = 1e-10  # eigenvalues of G below this fraction of the largest are treated as 0 (rounding)
 _TIE = 1e-12  # a gain must beat its floor by more than rounding
+EXACT_BUDGET = 3e11  # b·(b+1)·(r+1)³ at most for the exact greedy (an eigvalsh of size r costs ≈ 5.8e-11·r³ s)
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
@@ -130,3 +136,18 @@ def greedy_gain_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.nda
             if c > ref_cos[i]:
                 ref[i], ref_cos[i] = x[best], c
     return GainPicks(order, gains, floors, before, spec.g_vendi)
+
+
+def exact_affordable(b: int, n: int, dim: int) -> bool:
+    """Whether the exact greedy fits `EXACT_BUDGET` for b candidates on a pool of n rows of dimension dim."""
+    r = min(int(n), int(dim))
+    return b * (b + 1) * float(r + 1) ** 3 <= EXACT_BUDGET
+
+
+def keep_by_gain(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.ndarray) -> GainPicks:
+    """The gain rule: the exact greedy where affordable (`exact_affordable`), else first-order (`gain_fast`)."""
+    if exact_affordable(np.atleast_2d(rows).shape[0], n, np.asarray(gram).shape[0]):
+        return greedy_gain_keep(gram, n, rows, nearest)
+    from prism_agent.diversity.gain_fast import first_order_keep
+
+    return first_order_keep(gram, n, rows, nearest)

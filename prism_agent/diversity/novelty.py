@@ -22,6 +22,7 @@ from prism_agent.diversity.gain import unit_rows
 PERCENTILE = 50.0
 SAMPLE = 2048  # pool rows whose nearest-neighbour cosine sets the threshold
 _BLOCK = 8192
+_CHUNK = 256  # candidates per product with the kept set
 COPY = 1.0 - 1e-5  # a cosine this close to 1 is a copy (float32 rounding), never novel, even when the pool's
 # threshold is 1 itself (most pool rows copies of each other)
 
@@ -67,11 +68,27 @@ def novelty_keep(pool: np.ndarray, rows: np.ndarray, threshold: float) -> Novelt
     """Keep candidates whose cosine to the pool (and to the candidates kept before them) is below `threshold`."""
     x = unit_rows(rows)
     cos, _ = nearest(pool, x) if pool.shape[0] else (np.full(x.shape[0], -np.inf), None)
-    cos = cos.astype(np.float64)
+    return keep_novel(x, cos, threshold)
+
+
+def keep_novel(rows: np.ndarray, pool_cos: np.ndarray, threshold: float) -> NoveltyPicks:
+    """`novelty_keep` given each candidate's cosine to its nearest pool row (found any way: `cluster/ivf.py`).
+    Candidates are compared with those kept before them a chunk at a time (one matrix product with the kept
+    set per chunk, then within the chunk), not one by one: a round of 8,192 keeps thousands."""
+    x = unit_rows(rows)
+    cos = np.array(pool_cos, dtype=np.float64)
+    limit = min(threshold, COPY)
     kept: list[int] = []
-    for i in range(x.shape[0]):
+    for lo in range(0, x.shape[0], _CHUNK):
+        chunk = x[lo : lo + _CHUNK]
         if kept:
-            cos[i] = max(cos[i], float((x[kept] @ x[i]).max()))
-        if cos[i] < min(threshold, COPY):
-            kept.append(i)
+            cos[lo : lo + chunk.shape[0]] = np.maximum(cos[lo : lo + chunk.shape[0]], (chunk @ x[kept].T).max(axis=1))
+        within = chunk @ chunk.T
+        local: list[int] = []
+        for j in range(chunk.shape[0]):
+            if local:
+                cos[lo + j] = max(cos[lo + j], float(within[j, local].max()))
+            if cos[lo + j] < limit:
+                kept.append(lo + j)
+                local.append(j)
     return NoveltyPicks(kept, cos, threshold)

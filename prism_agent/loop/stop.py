@@ -31,6 +31,9 @@ class GracefulStop:
         self._previous: dict[int, object] = {}
         self._timer: threading.Timer | None = None
         self._armed = False
+        # Held while the grace timer decides to interrupt and while the loop disarms it: once `disarm` has
+        # returned no interrupt can still be on its way (Timer.cancel does not stop a timer already firing).
+        self._lock = threading.RLock()  # re-entrant: a signal handled inside `disarm` disarms again
         if console is None:  # a rich console on stderr; a live display on the same screen sets its own
             from rich.console import Console
 
@@ -52,12 +55,16 @@ class GracefulStop:
 
     def disarm(self) -> None:
         """The loop has stopped: the grace timer must not interrupt the cleanup that follows."""
-        self._armed = False
-        if self._timer is not None:
-            self._timer.cancel()
+        with self._lock:
+            self._armed = False
+            if self._timer is not None:
+                self._timer.cancel()
 
     def _handle(self, signum: int, _frame) -> None:
         if self.requested is not None:
+            # Stop now: the grace timer has nothing left to do, and firing later it would interrupt the
+            # clean-up this KeyboardInterrupt starts (seen as a process ended by SIGINT, rc -2).
+            self.disarm()
             raise KeyboardInterrupt
         self.requested = signum
         name = signal.Signals(signum).name
@@ -68,8 +75,9 @@ class GracefulStop:
         self._timer.start()
 
     def _abandon(self) -> None:
-        if self._armed:  # a real signal to the main thread wakes it from blocking calls, unlike interrupt_main
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        with self._lock:
+            if self._armed:  # a real signal to the main thread wakes it from blocking calls, unlike interrupt_main
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     def until(self, updates: Iterable) -> Iterator:
         """`updates`, ending after the first one that arrives once a stop was requested."""

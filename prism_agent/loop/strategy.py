@@ -100,13 +100,20 @@ class Vanilla(Strategy):
 # ---- acceptance rules on prismatic prompting (README "Acceptance rules"); the few-shot choice is Prismatic's --
 
 
-def _pool_features(ctx: RunContext) -> np.ndarray:
-    """The pool's feature rows (float32), read from the run's feature store without loading the proxy."""
+def _pool_search(ctx: RunContext, r: int):
+    """Nearest-pool-row search over the run's feature store (memmapped, never loaded whole), through round r's
+    clustering as an inverted-file index when the round has one that covers at most the pool
+    (`cluster/ivf.py`); brute force otherwise, or when the search is small."""
+    from prism_agent.cluster.artifacts import committed_rounds
+    from prism_agent.cluster.ivf import PoolSearch
+    from prism_agent.cluster.rows import StoreRows
     from prism_agent.gradients.store import FeatureStore
 
-    store = FeatureStore.load(ctx.paths.features)
-    blocks = list(store.iter_blocks())
-    return np.concatenate(blocks) if blocks else np.zeros((0, store.dim), np.float32)
+    rows = StoreRows(FeatureStore.load(ctx.paths.features))
+    if ctx.paths.clusters.is_dir() and r in committed_rounds(ctx.paths.clusters):
+        round_ = _cluster_round(ctx, r)
+        return PoolSearch(rows, round_.centroids, round_.labels)
+    return PoolSearch(rows)
 
 
 class _Rule(Prismatic):
@@ -115,10 +122,10 @@ class _Rule(Prismatic):
     def keep(self, ctx, r, rows, feats):
         if not rows:
             return [], []
-        kept, notes = self.decide(ctx, np.asarray(feats))
+        kept, notes = self.decide(ctx, r, np.asarray(feats))
         return [{**rows[i], **notes[i]} for i in kept], [feats[i] for i in kept]
 
-    def decide(self, ctx: RunContext, feats: np.ndarray) -> tuple[list[int], dict[int, dict]]:
+    def decide(self, ctx: RunContext, r: int, feats: np.ndarray) -> tuple[list[int], dict[int, dict]]:
         """The candidates kept (indices, in the order the rule took them) and what to record on each."""
         raise NotImplementedError
 
@@ -130,11 +137,12 @@ class Novelty(_Rule):
 
     name = "novelty"
 
-    def decide(self, ctx, feats):
-        from prism_agent.diversity.novelty import novelty_keep, pool_threshold
+    def decide(self, ctx, r, feats):
+        from prism_agent.diversity.novelty import PERCENTILE, SAMPLE, keep_novel
 
-        pool = _pool_features(ctx)
-        picks = novelty_keep(pool, feats, pool_threshold(pool))
+        search = _pool_search(ctx, r)
+        threshold = search.threshold(PERCENTILE, SAMPLE)
+        picks = keep_novel(feats, search.nearest(feats).cosines, threshold)
         return picks.kept, {i: {"nn_cosine": round(float(picks.cosines[i]), 4),
                                 "threshold": round(picks.threshold, 4)} for i in picks.kept}
 
@@ -142,19 +150,21 @@ class Novelty(_Rule):
 @register
 class Gain(_Rule):
     """Keep the candidates that raise G-Vendi most, greedily over the round's batch, each only if it adds
-    more than a copy of its nearest pool row would (`diversity/gain.py`)."""
+    more than a copy of its nearest pool row would (`diversity/gain.py`; first-order gains for a large batch,
+    `diversity/gain_fast.py`)."""
 
     name = "gain"
 
-    def decide(self, ctx, feats):
-        from prism_agent.diversity.gain import greedy_gain_keep
+    def decide(self, ctx, r, feats):
+        from prism_agent.diversity.gain import keep_by_gain
         from prism_agent.diversity.gram import pool_gram
-        from prism_agent.diversity.novelty import nearest
 
-        pool = _pool_features(ctx)
+        search = _pool_search(ctx, r)
         gram, n = pool_gram(ctx)  # the running Gram matrix the measure step keeps (diversity/gram.py)
-        _, where = nearest(pool, feats)
-        picks = greedy_gain_keep(gram, n, feats, pool[where])
+        where = search.nearest(feats).positions
+        refs = np.zeros_like(feats, dtype=np.float32)  # no pool row (an empty pool): a zero row, floor 0
+        refs[where >= 0] = search.rows.take(where[where >= 0])
+        picks = keep_by_gain(gram, n, feats, refs)
         return picks.order, {i: {"gain": round(g, 6), "floor": round(f, 6)}
                              for i, g, f in zip(picks.order, picks.gains, picks.floors, strict=True)}
 
@@ -165,5 +175,5 @@ class GenerateOnly(_Rule):
 
     name = "generate-only"
 
-    def decide(self, ctx, feats):
+    def decide(self, ctx, r, feats):
         return list(range(feats.shape[0])), {i: {} for i in range(feats.shape[0])}

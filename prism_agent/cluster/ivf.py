@@ -1,0 +1,161 @@
+"""Each candidate's nearest pool row by cosine, without reading the whole pool: the round's clustering as an
+inverted-file index.
+
+The `gain` and `novelty` rules compare every candidate with its nearest pool row (README "Acceptance rules").
+Brute force costs O(n·b·d): ≈150 s for 8,192 candidates against 1.5M rows on one thread, and it reads the
+whole pool. These rules run on the prismatic graph, so every round already holds a clustering of the pool
+(centroids and every pool row's label, `cluster/round.py`). A candidate's nearest row almost always lies in
+one of its few nearest clusters, so the search looks at each candidate's `nprobe` nearest centroids and
+compares it with those clusters' member rows only, gathered by position from the feature store's memmaps a
+chunk of clusters at a time (never the whole pool in RAM). The cost is O(b·nprobe·(k·d + members·d)).
+
+It is approximate: a row just across a cluster boundary can be missed. Its recall against brute force on
+clustered data is measured in `bench/bench_gain_scale.py` (BENCHMARKS.md, "Acceptance rules at scale").
+A copy of a pool row is always found: its nearest centroid is its original's (the labels come from the same
+nearest-centroid assignment), and that cluster is probed first. Small searches (n·b under `BRUTE_PAIRS`),
+and pools without a clustering, are answered exactly by brute force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from prism_agent.cluster.backend import inner_product_index
+from prism_agent.cluster.members import ClusterMembers
+from prism_agent.cluster.rows import Rows, normalized
+
+NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md "Acceptance rules at scale"
+BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact
+_BLOCK = 16_384  # pool rows per brute-force block
+_CHUNK_ROWS = 32_768  # member rows gathered per chunk of clusters (128 MiB at d = 1024)
+
+
+@dataclass(frozen=True)
+class Nearest:
+    cosines: np.ndarray  # (b,) float64: cosine to the nearest row found (−inf when none was searched)
+    positions: np.ndarray  # (b,) int64: that row's pool position (−1 when none)
+
+
+def _unit32(x: np.ndarray) -> np.ndarray:
+    return normalized(np.asarray(x, dtype=np.float32))
+
+
+def _blocks_from(rows: Rows, first: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The pool's blocks from position `first` on, as (start, rows)."""
+    for start, block in rows.iter_blocks(_BLOCK):
+        stop = start + block.shape[0]
+        if stop > first:
+            skip = max(0, first - start)
+            yield start + skip, block[skip:]
+
+
+def _merge(best: Nearest, sims: np.ndarray, queries: np.ndarray, positions: np.ndarray) -> None:
+    """Fold (rows × queries) similarities into `best` (strictly better only: the earlier row wins ties)."""
+    arg = sims.argmax(axis=0)
+    top = sims[arg, np.arange(sims.shape[1])].astype(np.float64)
+    better = top > best.cosines[queries]
+    best.cosines[queries[better]] = top[better]
+    best.positions[queries[better]] = positions[arg[better]]
+
+
+def brute_nearest(rows: Rows, x: np.ndarray, *, exclude: np.ndarray | None = None, first: int = 0,
+                  best: Nearest | None = None) -> Nearest:
+    """Exact nearest pool row of each row of `x` among pool positions ≥ `first`; `exclude[i]` is a position
+    row i may not match (itself, for a pool row's nearest other row; −1: none)."""
+    q = _unit32(x)
+    b = q.shape[0]
+    best = best or Nearest(np.full(b, -np.inf), np.full(b, -1, dtype=np.int64))
+    queries = np.arange(b)
+    for start, block in _blocks_from(rows, first):
+        sims = normalized(block, start=start) @ q.T  # (block, b) float32
+        if exclude is not None:
+            own = (exclude >= start) & (exclude < start + sims.shape[0])
+            sims[exclude[own] - start, np.flatnonzero(own)] = -np.inf
+        _merge(best, sims, queries, np.arange(start, start + sims.shape[0]))
+    return best
+
+
+def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: np.ndarray, *,
+                nprobe: int = NPROBE, exclude: np.ndarray | None = None) -> Nearest:
+    """Nearest pool row among the members of each row's `nprobe` nearest clusters (module docstring).
+    Rows past the clustering (`members.n`) are searched by brute force."""
+    q = _unit32(x)
+    b = q.shape[0]
+    best = Nearest(np.full(b, -np.inf), np.full(b, -1, dtype=np.int64))
+    if b == 0:
+        return best
+    index = inner_product_index(normalized(centroids), gpu=False)
+    _, probes = index.search(q, min(nprobe, centroids.shape[0]))  # the same search that assigned the pool
+    pair_cluster, pair_query = probes.ravel(), np.repeat(np.arange(b), probes.shape[1])
+    keep = pair_cluster >= 0
+    order = np.argsort(pair_cluster[keep], kind="stable")
+    pair_cluster, pair_query = pair_cluster[keep][order], pair_query[keep][order]
+    clusters, starts = np.unique(pair_cluster, return_index=True)
+    bounds = np.append(starts, pair_cluster.size)
+    sizes = members.sizes[clusters]
+    at = 0
+    while at < clusters.size:  # a chunk of clusters whose members fit _CHUNK_ROWS (one big cluster alone)
+        end = at + 1
+        total = int(sizes[at])
+        while end < clusters.size and total + sizes[end] <= _CHUNK_ROWS:
+            total += int(sizes[end])
+            end += 1
+        parts = [members.of(int(c)) for c in clusters[at:end]]
+        positions = np.concatenate(parts)
+        if positions.size:
+            feats = normalized(rows.take(positions), copy=False)
+            offset = 0
+            for j, part in zip(range(at, end), parts, strict=True):
+                queries = pair_query[bounds[j] : bounds[j + 1]]
+                if part.size:
+                    sims = feats[offset : offset + part.size] @ q[queries].T
+                    if exclude is not None:
+                        hit = part[:, None] == exclude[queries][None, :]
+                        sims[hit] = -np.inf
+                    _merge(best, sims, queries, part)
+                offset += part.size
+        at = end
+    if members.n < rows.n:  # rows committed after this clustering was made
+        brute_nearest(rows, x, exclude=exclude, first=members.n, best=best)
+    return best
+
+
+class PoolSearch:
+    """Nearest pool rows of a feature source, through a clustering when one is given and the search is
+    large enough for brute force to cost more than `BRUTE_PAIRS` pair products."""
+
+    def __init__(self, rows: Rows, centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 *, nprobe: int = NPROBE, brute_pairs: int | None = None):
+        self.rows = rows
+        self.nprobe = int(nprobe)
+        self.brute_pairs = BRUTE_PAIRS if brute_pairs is None else int(brute_pairs)
+        self.centroids = None if centroids is None else np.asarray(centroids, dtype=np.float32)
+        self._labels = labels
+        self._members: ClusterMembers | None = None
+
+    @property
+    def indexed(self) -> bool:
+        return self.centroids is not None and self._labels is not None and len(self._labels) <= self.rows.n
+
+    def members(self) -> ClusterMembers:
+        if self._members is None:
+            self._members = ClusterMembers(np.asarray(self._labels), self.centroids.shape[0])
+        return self._members
+
+    def nearest(self, x: np.ndarray, *, exclude: np.ndarray | None = None) -> Nearest:
+        x = np.atleast_2d(x)
+        if not self.indexed or self.rows.n * x.shape[0] <= self.brute_pairs:
+            return brute_nearest(self.rows, x, exclude=exclude)
+        return ivf_nearest(self.rows, self.centroids, self.members(), x, nprobe=self.nprobe, exclude=exclude)
+
+    def threshold(self, percentile: float, sample: int, seed: int = 0) -> float:
+        """The `percentile` of sampled pool rows' cosine to their nearest other pool row (`novelty.py`)."""
+        n = self.rows.n
+        if n < 2:
+            return 1.0  # one row has no neighbour: only a copy of it is not novel
+        picked = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+        found = self.nearest(self.rows.take(picked), exclude=picked)
+        return float(np.percentile(found.cosines, percentile))
