@@ -118,11 +118,12 @@ class Run:
 def measure(data: str | Path, *, proxy: str | None = None, featurizer: str = "fast", embedding: bool = False,
             features_dir: str | Path | None = None, limit: int | None = None, skip_bad: bool = False,
             max_tokens: int | None = None, id_field: str = "id", prompt_field: str = "prompt",
-            response_field: str = "response", **settings: Any) -> dict:
+            response_field: str = "response", ray: dict | None = None, **settings: Any) -> dict:
     """G-Vendi of one dataset (a file, a datasets folder or a built-in set name): the object
     `prism-agent measure DATA --json` prints (`n`, `g_vendi`, `g_vendi_q2`, `g_vendi_qinf`, `embedding_vendi`,
     …). `settings` are featurizer fields (`dim`, `seed`, `rank_in`, `rank_out`, `batch_tokens`, `dtype`,
-    `device`, `threads`, …) with the CLI's defaults. Features are cached as by the CLI."""
+    `device`, `threads`, …) with the CLI's defaults. Features are cached as by the CLI. `ray` featurizes on a
+    Ray cluster: the fields of a run's `[ray]` table, e.g. `{"address": "auto", "actors": 8}`."""
     from pydantic import ValidationError
 
     from prism_agent.cli.console import quiet_libraries
@@ -136,7 +137,18 @@ def measure(data: str | Path, *, proxy: str | None = None, featurizer: str = "fa
         config = FeaturizerConfig(kind=featurizer, max_length=max_tokens, **settings)
     except ValidationError as exc:
         raise BadInputError(one_line(exc, root='featurizer')) from None
+    ray_config = None
+    if ray is not None:
+        from prism_agent.config.distributed import RayConfig
+        from prism_agent.distributed.session import check
+
+        try:
+            ray_config = RayConfig(**ray)
+        except ValidationError as exc:
+            raise BadInputError(one_line(exc, prefix="ray.")) from None
+        check(ray_config)
     fields = Fields(id=id_field, prompt=prompt_field, response=response_field)
     result = run_measure(data, embedding=embedding, fields=fields, config=config, proxy=proxy,
-                         features_dir=Path(features_dir) if features_dir else None, skip_bad=skip_bad, limit=limit)
+                         features_dir=Path(features_dir) if features_dir else None, skip_bad=skip_bad, limit=limit,
+                         ray=ray_config)
     return result.as_json()

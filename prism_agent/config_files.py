@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from prism_agent.config.backends import ROLES, RolesConfig, parse_backend, parse_roles
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
+from prism_agent.config.distributed import RayConfig
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.config.measure import MeasureConfig
 from prism_agent.config.run import GeneratorSampling, RunConfig, parse_target
@@ -81,7 +82,8 @@ def build_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
     key = ""
     try:
         for key, cls in (("generation", GeneratorSampling), ("featurizer", FeaturizerConfig),
-                         ("cluster", ClusterConfig), ("decontam", DecontamConfig), ("measure", MeasureConfig)):
+                         ("cluster", ClusterConfig), ("decontam", DecontamConfig), ("measure", MeasureConfig),
+                         ("ray", RayConfig)):
             if key in data:
                 nested[key] = cls.model_validate(data.pop(key))
         if "vote" in data:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from prism_agent.config.distributed import RayConfig
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.data.pull import resolve_data
 from prism_agent.data.reader import Fields, iter_samples, scan
@@ -100,9 +101,10 @@ def default_features_dir(meta: dict) -> Path:
 def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy: str | Proxy | None = None,
               fields: Fields = Fields(), features_dir: str | Path | None = None, skip_bad: bool = False,
               shard_size: int | None = None, limit: int | None = None, progress: Progress | None = None,
-              step: Step | None = None):
-    """Featurize a data file (or its first `limit` usable rows) into a store, resuming a partial one.
-    Returns (store, stats)."""
+              step: Step | None = None, ray: RayConfig | None = None):
+    """Featurize a data file (or its first `limit` usable rows) into a store, resuming a partial one; on a Ray
+    cluster when `ray` is given (the same features and shards: `distributed/featurize.py`). Returns (store,
+    stats)."""
     config = config or FeaturizerConfig()
     shard_size = shard_size or int(os.environ.get("PRISM_AGENT_SHARD_SIZE", "256"))  # rows per commit
     path = resolve_data(path, step=step)
@@ -126,7 +128,11 @@ def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy
     computed = 0
     if progress:
         progress(min(start_row, rows_wanted), rows_wanted)
-    if start_row < rows_wanted:
+    if start_row < rows_wanted and ray is not None:
+        computed = _featurize_on_ray(ray, store, config, proxy.name if isinstance(proxy, Proxy) else proxy, max_length,
+                                     iter_samples(path, fields=fields, start=start_row, stop=rows_wanted),
+                                     start_row, rows_wanted, shard_size, progress)
+    elif start_row < rows_wanted:
         if loaded is None:
             loaded = load_proxy(proxy, device=config.device, dtype=torch.float32, step=step)
         featurizer = make_featurizer(loaded, config)
@@ -169,6 +175,33 @@ def featurize(path: str | Path, *, config: FeaturizerConfig | None = None, proxy
         computed=computed, seconds=time.perf_counter() - t0, dtype=dtype.name, dtype_reason=dtype.reason,
     )
     return store, stats
+
+
+def _featurize_on_ray(ray: RayConfig, store: FeatureStore, config: FeaturizerConfig, proxy: str | None, max_length: int,
+                      samples, start_row: int, rows_wanted: int, shard_size: int, progress: Progress | None) -> int:
+    """The rows from `start_row` on, featurized by the Ray cluster's actors in one job and committed here, a
+    shard per `shard_size` input rows in order, as the local path commits them. Returns the rows featurized."""
+    from prism_agent.distributed.featurize import TOO_LONG, TRUNCATED, RayFeaturizer
+    from prism_agent.distributed.session import RaySession
+
+    items = list(samples)
+    session = RaySession.open(ray)
+    computed, done = 0, start_row
+    try:
+        featurizer = RayFeaturizer(ray, config, proxy=proxy, max_length=max_length)
+        for chunk in featurizer.chunks([(s.prompt, s.response) for s in items], shard_size):
+            part = items[chunk.start: chunk.start + len(chunk.status)]
+            kept = chunk.kept
+            store.append([part[i].id for i in kept], chunk.feats[kept], info={
+                "consumed": len(part), "too_long": int((chunk.status == TOO_LONG).sum()),
+                "truncated": int((chunk.status == TRUNCATED).sum())})
+            computed += len(kept)
+            done += len(part)
+            if progress:
+                progress(done, rows_wanted)
+    finally:
+        session.close()
+    return computed
 
 
 def featurize_to_store(path: str | Path, **options) -> FeatureStore:

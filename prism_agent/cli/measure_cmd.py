@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,13 @@ def measure(
     limit: Annotated[int | None, typer.Option(min=1, help="measure only the first N usable rows")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows (counted) instead of "
                                            "stopping")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", help="featurize on a Ray cluster: auto (the one `ray start` "
+                                            "joined here) | HOST:PORT | ray://HOST:PORT | local (README \"Running "
+                                            "on a Ray cluster\")")] = None,
+    ray_actors: Annotated[int, typer.Option(help="with --ray: featurizer actors")] = 2,
+    ray_gpus_per_actor: Annotated[float, typer.Option(help="with --ray: GPUs per actor (0: CPU actors of "
+                                                      "--threads cores each)")] = 0.0,
+    ray_batch_size: Annotated[int, typer.Option(help="with --ray: rows per actor call")] = 64,
     id_field: Annotated[str, typer.Option(help="column holding the id")] = "id",
     prompt_field: Annotated[str, typer.Option(help="column holding the prompt")] = "prompt",
     response_field: Annotated[str, typer.Option(help="column holding the response")] = "response",
@@ -59,8 +67,6 @@ def measure(
 
     Features are cached and resumable: re-running the same command reuses finished shards.
     """
-    from prism_agent.measure_dataset import measure as run_measure
-
     if features_dir is not None and len(data) > 1:
         raise BadInputError("--features-dir names one store; give one dataset with it")
     try:
@@ -70,6 +76,48 @@ def measure(
     except ValidationError as exc:
         raise BadInputError(one_line(exc, flag=True)) from None
     fields = Fields(id=id_field, prompt=prompt_field, response=response_field)
+    ray_config = _ray_config(ray, ray_actors, ray_gpus_per_actor, threads, ray_batch_size)
+    with _ray_session(ray_config):
+        results = _measure_all(data, embedding, fields, config, proxy, features_dir, skip_bad, limit, ray_config,
+                               json_out)
+    if len(results) > 1 and not json_out:
+        _print_ranking([r.as_json() for r in results])
+
+
+def _ray_config(address: str | None, actors: int, gpus: float, threads: int, batch_size: int):
+    """The `[ray]` settings of `measure --ray …` (None without --ray), checked as a run's table is."""
+    if address is None:
+        return None
+    from prism_agent.config.distributed import RayConfig
+    from prism_agent.distributed.session import check
+
+    try:
+        config = RayConfig(address=address, actors=actors, gpus_per_actor=gpus, cpus_per_actor=threads,
+                           batch_size=batch_size)
+    except ValidationError as exc:
+        raise BadInputError("--ray: " + one_line(exc, flag=True)) from None
+    check(config)
+    return config
+
+
+@contextmanager
+def _ray_session(config):
+    """One connection for every dataset of the command (each would otherwise connect and leave again)."""
+    if config is None:
+        yield
+        return
+    from prism_agent.distributed.session import RaySession
+
+    session = RaySession.open(config)
+    try:
+        yield
+    finally:
+        session.close()
+
+
+def _measure_all(data, embedding, fields, config, proxy, features_dir, skip_bad, limit, ray_config, json_out):
+    from prism_agent.measure_dataset import measure as run_measure
+
     results = []
     for path in data:
         with step_reporter("proxy") as step, progress_bar() as bar:
@@ -82,15 +130,14 @@ def measure(
 
             result = run_measure(path, embedding=embedding, fields=fields, config=config, proxy=proxy,
                                  features_dir=features_dir, skip_bad=skip_bad, limit=limit, progress=progress,
-                                 step=step)
+                                 step=step, ray=ray_config)
         results.append(result)
         row = result.as_json()
         if json_out:
             out.print_json(json.dumps(row)) if out.is_terminal else print(json.dumps(row), flush=True)
         else:
             _print_one(row)
-    if len(results) > 1 and not json_out:
-        _print_ranking([r.as_json() for r in results])
+    return results
 
 
 def _print_one(row: dict) -> None:

@@ -117,6 +117,9 @@ def run(
     force_config: bool = typer.Option(False, "--force-config", help=FORCE_HELP),
     allow_config_change: bool = typer.Option(False, "--allow-config-change", hidden=True,
                                              help="old name of --force-config"),
+    ray: str | None = typer.Option(None, "--ray", help="featurize on a Ray cluster: auto (the one `ray start` "
+                                   "joined here) | HOST:PORT | ray://HOST:PORT | local; the address of the config's "
+                                   "ray table, which holds the other settings (README \"Running on a Ray cluster\")"),
     plain: bool = typer.Option(False, "--plain", help="log lines instead of the live dashboard (default off a TTY)"),
     dtype: str | None = typer.Option(None, "--dtype", help="compute dtype of the featurizer and the embedded "
                                      "backends: auto (bfloat16 where the hardware runs it natively: CUDA with "
@@ -135,7 +138,7 @@ def run(
     root = run_dir or Path("runs") / task
     overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seed) if seed else None,
                  "seed_sample": seed_sample, "proxy": proxy, "per_round": per_round, "max_rounds": max_rounds,
-                 "prompts": str(prompts) if prompts else None}
+                 "prompts": str(prompts) if prompts else None, "ray": {"address": ray} if ray else None}
     cfg, compute = run_config(root, config, overrides, {"generator": generator, "solver": solver, "judge": judge},
                               dtype=dtype)
     force = force_config or allow_config_change

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from prism_agent.config.backends import RolesConfig
 from prism_agent.config.cluster import ClusterConfig
 from prism_agent.config.decontam import DecontamConfig
+from prism_agent.config.distributed import RayConfig
 from prism_agent.config.featurize import FeaturizerConfig
 from prism_agent.config.measure import MeasureConfig
 from prism_agent.config.vote import VoteConfig
@@ -107,6 +108,7 @@ class RunConfig(BaseModel):
     vote: VoteConfig | None = None  # default: the task's (VoteConfig.for_task)
     decontam: DecontamConfig = DecontamConfig()
     measure: MeasureConfig = MeasureConfig()
+    ray: RayConfig | None = Field(None, description="featurize on a Ray cluster (README \"Running on a Ray cluster\")")
 
     @model_validator(mode="after")
     def _vote_matches_task(self) -> RunConfig:
@@ -181,7 +183,7 @@ class RunConfig(BaseModel):
 
 # Fields that may change when a run resumes, without --force-config (dotted paths; `*` is any role).
 FREE_FIELDS: tuple[str, ...] = (
-    "target", "patience", "max_rounds", "max_failed_fraction", "measure",
+    "target", "patience", "max_rounds", "max_failed_fraction", "measure", "ray",
     "roles.*.base_url", "roles.*.api_key_env",
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
@@ -192,7 +194,7 @@ FREE_FIELDS: tuple[str, ...] = (
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
                 "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, the "
-                "featurizer's threads, batch sizes and seed chunk, and [measure]")
+                "featurizer's threads, batch sizes and seed chunk, [measure] and [ray]")
 
 
 def is_free(field: str) -> bool:

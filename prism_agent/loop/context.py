@@ -97,8 +97,13 @@ class RunContext:
         return self.aio.run(coro)
 
     def close(self) -> None:
-        """Close the backends' network clients (each shared backend once), then the event loop. The loaded
-        models stay (they are shared by the process). A later `run_async` opens a new loop."""
+        """Close the backends' network clients (each shared backend once), then the event loop, and leave the
+        Ray cluster if the run connected to it. The loaded models stay (they are shared by the process). A
+        later `run_async` opens a new loop (a later featurization, a new Ray connection)."""
+        session = self.__dict__.pop("_ray_session", None)
+        self.__dict__.pop("ray_featurizer", None)
+        if session is not None:
+            session.close()
         if "aio" not in self.__dict__:
             return
         backends = {}
@@ -160,10 +165,31 @@ class RunContext:
 
         return make_featurizer(self.proxy, self.cfg.featurizer)
 
+    @cached_property
+    def ray_featurizer(self):
+        """The run's featurizer on a Ray cluster (`distributed/featurize.py`), or None when the run does not ask
+        for Ray (`[ray]`, `--ray`). Connecting happens here, at the first featurization, not at open."""
+        if self.cfg.ray is None:
+            return None
+        from prism_agent.distributed.featurize import RayFeaturizer
+        from prism_agent.distributed.session import RaySession
+
+        self.__dict__["_ray_session"] = RaySession.open(self.cfg.ray)
+        return RayFeaturizer(self.cfg.ray, self.cfg.featurizer, proxy=self.cfg.proxy)
+
+    @property
+    def proxy_name(self) -> str:
+        """What identifies the proxy's weights in the feature store, without loading it when Ray featurizes."""
+        if self.cfg.ray is None or "proxy" in self.__dict__:
+            return self.proxy.name
+        from prism_agent.gradients.proxy import resolve_proxy_path
+
+        return resolve_proxy_path(self.cfg.proxy)[2]
+
     def feature_store(self):
         from prism_agent.gradients.store import FeatureStore
 
-        meta = {"proxy": self.proxy.name, "featurizer": self.cfg.featurizer.identity(), "run": self.manifest.run_id}
+        meta = {"proxy": self.proxy_name, "featurizer": self.cfg.featurizer.identity(), "run": self.manifest.run_id}
         return FeatureStore.open(self.paths.features, dim=self.cfg.featurizer.dim, meta=meta)
 
     @cached_property

@@ -51,35 +51,56 @@ def _drop_rows(ctx: RunContext, start: int, drop: set[int]) -> None:
     ctx.pool.write_seeds(rows)
 
 
+def _local_chunks(ctx: RunContext, start: int, size: int):
+    """(rows, features of the kept ones, kept indices, seconds) per chunk of `size` seed rows from position
+    `start`, featurized in this process. After a chunk that dropped rows the caller has rewritten seeds.jsonl,
+    so the next chunk is read from the rewritten file, after the rows the caller kept."""
+    from prism_agent.loop.steps import _featurize
+
+    pending = itertools.islice(ctx.pool.iter_seeds(), start, None)  # one pass over the file, chunk after chunk
+    while True:
+        rows = list(itertools.islice(pending, size))
+        if not rows:
+            return
+        started = time.perf_counter()
+        feats, kept = _featurize(ctx, rows)
+        yield rows, feats, kept, time.perf_counter() - started
+        start += len(kept)
+        if len(kept) < len(rows):
+            pending = itertools.islice(ctx.pool.iter_seeds(), start, None)
+
+
+def _ray_chunks(ctx: RunContext, start: int, size: int):
+    """The same chunks from the Ray cluster: every remaining seed row goes out in one Ray Data job (the actors
+    load the proxy once), and chunks come back in order as their rows finish. The rows are read once, before
+    any rewrite, so they are the rows `_local_chunks` would read after each one."""
+    rest = list(itertools.islice(ctx.pool.iter_seeds(), start, None))
+    yield from ctx.ray_featurizer.row_chunks(rest, size)
+
+
 def featurize_seeds(ctx: RunContext) -> dict:
     """Featurize the seed rows the store lacks, chunk by chunk. Returns {"seeds", "featurized", "chunks"}:
     the pool's seed rows, the rows featurized by this call, and the shards it committed."""
-    from prism_agent.loop.steps import _featurize
-
     store = ctx.feature_store()
     start = _seed_prefix(ctx, store)
     total = ctx.pool.seed_count()
     size = ctx.cfg.featurizer.seed_chunk
     featurized = chunks = 0
-    pending = itertools.islice(ctx.pool.iter_seeds(), start, None)  # one pass over the file, chunk after chunk
-    while start < total:
-        rows = list(itertools.islice(pending, size))
-        if not rows:  # the file ended early (cannot happen while `total` is its line count): never spin
-            break
-        started = time.perf_counter()
-        feats, kept = _featurize(ctx, rows)
+    if start >= total:
+        return {"seeds": total, "featurized": 0, "chunks": 0}
+    source = _ray_chunks if ctx.ray_featurizer is not None else _local_chunks
+    for rows, feats, kept, seconds in source(ctx, start, size):
         dropped = len(rows) - len(kept)
         if dropped:  # too long for the proxy: out of the pool before the shard lands, so positions stay aligned
             _drop_rows(ctx, start, {start + i for i in set(range(len(rows))) - set(kept)})
             rows = [rows[i] for i in kept]
             total -= dropped
-            pending = itertools.islice(ctx.pool.iter_seeds(), start + len(rows), None)
         if rows:
             shard = store.append([r["id"] for r in rows], feats, info={
                 "kind": "seeds", "seed_rows": [start, start + len(rows)], "dropped": dropped})
             chunks += 1
             ctx.events.emit("seed_features", rows=start + len(rows), of=total, shard=shard.index,
-                            chunk_rows=len(rows), dropped=dropped, seconds=round(time.perf_counter() - started, 3))
+                            chunk_rows=len(rows), dropped=dropped, seconds=round(seconds, 3))
         start += len(rows)
         featurized += len(rows)
     return {"seeds": total, "featurized": featurized, "chunks": chunks}

@@ -95,3 +95,7 @@ def preflight(root: Path, cfg: RunConfig, *, force: bool = False, note: Callable
     checks.check_seeds(paths, cfg, task.seeds)
     checks.check_models(cfg)
     checks.check_endpoints(cfg)
+    if cfg.ray is not None:  # installed and answering, before anything is written (distributed/session.py)
+        from prism_agent.distributed.session import check
+
+        check(cfg.ray)

@@ -73,8 +73,12 @@ def _finish(ctx: RunContext, r: int, rows: list[dict], summary: StepSummary) -> 
 
 
 def _featurize(ctx: RunContext, rows: list[dict]) -> tuple[np.ndarray, list[int]]:
-    """Features of (prompt, response) rows and the indices of the rows that could be featurized."""
+    """Features of (prompt, response) rows and the indices of the rows that could be featurized (on the Ray
+    cluster when the run asks for one: `distributed/featurize.py`, the same features)."""
     from prism_agent.gradients.render import encode
+
+    if ctx.ray_featurizer is not None:
+        return ctx.ray_featurizer.featurize_rows(rows)
 
     proxy = ctx.proxy
     encoded, kept = [], []
