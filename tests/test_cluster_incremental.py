@@ -160,3 +160,21 @@ def test_warm_seeds_from_recorded_cosines_equal_a_fresh_search():
                                     warm_cosines=np.asarray(previous.cosines))
     assert plain.train_size == 25 * 16
     np.testing.assert_allclose(recorded.centroids, plain.centroids, atol=1e-6)
+
+
+def test_a_round_saved_with_other_refit_settings_resumes(tmp_path):
+    """How later refits are computed may change on resume (a free field of the run config): a saved round
+    is loaded as it was, not refused."""
+    from prism_agent.config.run import is_free
+
+    assert is_free("cluster.refit_iterations") and is_free("cluster.refit_points_per_centroid")
+    assert not is_free("cluster.k_ratio")
+    feats, clusters = tmp_path / "f", tmp_path / "c"
+    store = grow(feats, 1000, 0)
+    first, _ = cluster_round(store, CFG, clusters, 1)
+    again, plan = cluster_round(store, CFG.model_copy(update={"refit_iterations": 7,
+                                                              "refit_points_per_centroid": 9}), clusters, 1)
+    assert plan.kind == "resumed"
+    np.testing.assert_array_equal(np.asarray(again.labels), np.asarray(first.labels))
+    with pytest.raises(Exception, match="other settings"):
+        cluster_round(store, CFG.model_copy(update={"sparse_ratio": 0.3}), clusters, 1)

@@ -110,8 +110,18 @@ class SliceRows(PrefixRows):
         return self._rows.take(np.asarray(positions, dtype=np.int64) + self._start)
 
 
+# How later refits are computed: free to change on resume (config/run.py FREE_FIELDS); a saved clustering made
+# with other values is still the one its round's decisions were made with.
+_REFIT_ONLY = {"refit_iterations", "refit_points_per_centroid"}
+
+
 def same_settings(a: ClusterConfig, b: ClusterConfig) -> bool:
     return a.model_dump(include=_SHAPING) == b.model_dump(include=_SHAPING)
+
+
+def same_clustering(a: ClusterConfig, b: ClusterConfig) -> bool:
+    """Whether a round saved with settings `a` is the round that settings `b` would load."""
+    return a.model_dump(exclude=_REFIT_ONLY) == b.model_dump(exclude=_REFIT_ONLY)
 
 
 def base_n(record: dict) -> int:
@@ -147,7 +157,7 @@ def cluster_round(source, config: ClusterConfig, root: str | Path, r: int) -> tu
     fingerprint = pool_fingerprint(rows)
     if r in committed_rounds(root):
         record = read_record(root, r)
-        if ClusterConfig.model_validate(record["config"]) != config:
+        if not same_clustering(ClusterConfig.model_validate(record["config"]), config):
             raise BadInputError(f"round {r} under {root} was clustered with other settings; "
                                 "delete that round's directory to recluster")
         if record.get("pool_fingerprint") != fingerprint:
