@@ -38,6 +38,18 @@ def status(
         reasons = sorted(info["retry_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
         why = f" ({', '.join(f'{n}× {reason}' for reason, n in reasons)})" if reasons else ""
         out.print(f"  endpoint retries: {info['retries']}{why}, failed calls: {info['failures']}", **line)
+    for url, c in info["endpoints"].items():
+        down = f", marked down {c['downs']}×" if c["downs"] else ""
+        out.print(f"  endpoint {url}: {c['requests']} calls, {c['failures']} failed, {c['failovers']} moved to "
+                  f"another endpoint{down}", **line)
+    for url, mode in info["prefill"].items():
+        from prism_agent.generators.prefill import describe
+
+        out.print(f"  endpoint {url}: {describe(mode)}", **line)
+    for name, y in info["parse_yield"].items():
+        share = f" ({y['parsed'] / y['completions']:.0%})" if y["completions"] else ""
+        out.print(f"  parse yield {name}: {y['parsed']} of {y['completions']} completions held a sample{share}",
+                  **line)
     if info["skipped_requests"]:
         steps = ", ".join(f"{step} {n}" for step, n in info["skipped_requests"].items())
         first = max(info["skipped_reasons"].items(), key=lambda kv: kv[1])[0]
