@@ -62,3 +62,9 @@ def check(
         out.print(f"  load {res.load_s:.1f} s · latency {res.latency_s:.2f} s · {res.tokens_per_s:.1f} tokens/s · "
                   f"n honoured: {honoured}", highlight=False)
         out.print(f"  sample: {res.sample!r}", highlight=False, markup=False)
+        for url, mode in (res.prefill or {}).items():
+            from prism_agent.generators.prefill import describe
+
+            used = (res.prefill_used or {}).get(url, mode)
+            override = f" (the config's prefill = {used!r} is used instead)" if used != mode else ""
+            out.print(f"  {url}: {describe(mode)}{override}", highlight=False, markup=False, soft_wrap=True)

@@ -186,6 +186,14 @@ class OpenAIGenerator(Generator):
         cache = self.prefill_cache
         if cache is not None and (mode := cache.get(ep.url, self.cfg.model)) is not None:
             return mode
+        mode = await self.detect_prefill(ep)
+        if cache is not None:
+            cache.put(ep.url, self.cfg.model, mode)
+        return mode
+
+    async def detect_prefill(self, ep: Endpoint) -> str:
+        """Ask the endpoint (one or two small greedy requests, `prefill.detect`), whatever the config says."""
+        self._bind_loop()
 
         async def send(extra: dict | None) -> str:
             args: dict = dict(model=self.cfg.model, messages=PROBE_MESSAGES, temperature=0.0,
@@ -195,10 +203,7 @@ class OpenAIGenerator(Generator):
             resp = await ep.client.chat.completions.create(**args)
             return (resp.choices[0].message.content or "") if resp.choices else ""
 
-        mode = await detect(send)
-        if cache is not None:
-            cache.put(ep.url, self.cfg.model, mode)
-        return mode
+        return await detect(send)
 
     # ---- one HTTP call ------------------------------------------------------------------------------
 
