@@ -186,12 +186,13 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
-    "roles.*.latency_factor",
+    "roles.*.latency_factor", "roles.*.down_after", "roles.*.cooloff_s", "roles.*.prefill",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
     "featurizer.seed_chunk",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, the "
+                "batch size, threads, embedded backends' dtype, timeouts and retries, endpoint cool-offs and prefill "
+                "modes, max_failed_fraction, the "
                 "featurizer's threads, batch sizes and seed chunk, and [measure]")
 
 
