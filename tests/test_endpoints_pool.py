@@ -174,6 +174,13 @@ def test_prefill_probe_reads_continuation_or_restart(tmp_path):
     send, _ = server(["The quick", "The quick"])
     assert asyncio.run(detect(send)) == "none"
 
+    async def rendered():
+        return " lazy dog."
+    send, _ = server(["The quick", "The quick"])
+    assert asyncio.run(detect(send, rendered)) == "template"  # a tokenizer is named: /v1/completions continues
+    with pytest.raises(BadInputError, match="tokenizer"):
+        parse_backend({"backend": "openai", "model": "m", "base_url": "http://a/v1", "prefill": "template"})
+
     cache = PrefillCache(tmp_path / "endpoints.json")
     cache.put("http://a/v1", "m", "none")
     again = PrefillCache(tmp_path / "endpoints.json")  # a resumed run reads it back

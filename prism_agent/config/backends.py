@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prism_agent.config.defaults import DEFAULT_PROXY
 from prism_agent.errors import BadInputError, one_line
@@ -73,11 +73,12 @@ class OpenAIBackendConfig(_Backend):
         "none", description="how requests with `choices` are constrained: vllm = structured_outputs.choice "
         "(vLLM/SGLang servers); none = free text, parsed by the caller"
     )
-    prefill: Literal["auto", "message", "vllm", "none"] = Field(
+    prefill: Literal["auto", "message", "vllm", "template", "none"] = Field(
         "auto", description="how a started answer (a final assistant message) is sent: auto = probe each "
         "endpoint once (generators/prefill.py); message = as is (llama.cpp's llama-server continues it); vllm = "
-        "with continue_final_message (vLLM servers); none = without it (llama-cpp-python's server starts a new "
-        "turn instead of continuing)"
+        "with continue_final_message (vLLM servers); template = rendered with `tokenizer`'s chat template and "
+        "sent to /v1/completions; none = without it (llama-cpp-python's server starts a new turn instead of "
+        "continuing)"
     )
     down_after: int = Field(3, ge=1, description="consecutive failed calls that mark an endpoint down")
     cooloff_s: float = Field(30.0, gt=0, description="a down endpoint gets no calls this long, then one trial "
@@ -92,6 +93,12 @@ class OpenAIBackendConfig(_Backend):
         if len(set(urls)) != len(urls):
             raise ValueError("base_url lists an endpoint twice")
         return v if isinstance(v, str) or len(v) > 1 else v[0]
+
+    @model_validator(mode="after")
+    def _template_needs_tokenizer(self) -> OpenAIBackendConfig:
+        if self.prefill == "template" and not self.tokenizer:
+            raise ValueError("prefill = \"template\" renders the chat here: set tokenizer (a pinned name or HF folder)")
+        return self
 
     @property
     def base_urls(self) -> list[str]:

@@ -203,7 +203,13 @@ class OpenAIGenerator(Generator):
             resp = await ep.client.chat.completions.create(**args)
             return (resp.choices[0].message.content or "") if resp.choices else ""
 
-        return await detect(send)
+        async def send_rendered() -> str:
+            prompt = self._prompt(GenRequest.chat(PROBE_MESSAGES))
+            resp = await ep.client.completions.create(model=self.cfg.model, prompt=prompt, temperature=0.0,
+                                                      max_tokens=PROBE_MAX_TOKENS, seed=0)
+            return (resp.choices[0].text or "") if resp.choices else ""
+
+        return await detect(send, send_rendered if self.cfg.tokenizer else None)
 
     # ---- one HTTP call ------------------------------------------------------------------------------
 
@@ -244,7 +250,7 @@ class OpenAIGenerator(Generator):
             extra.update(VLLM_CONTINUE)
         if extra:
             args["extra_body"] = extra
-        if self.cfg.mode == "chat":
+        if self.cfg.mode == "chat" and not (request.prefill is not None and mode == "template"):
             resp = await ep.client.chat.completions.create(messages=messages, **args)
             choices = getattr(resp, "choices", None)
             if not isinstance(choices, list) or not choices:

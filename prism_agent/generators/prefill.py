@@ -9,9 +9,12 @@ a prefix the server ignores is worse than one sent without it, so each endpoint 
 request: the start of a well-known sentence is given as the answer, and the completion either goes on
 with the sentence (the endpoint continues) or starts it again (it does not).
 
-The answer is one of `PREFILL_MODES`: message (send as is), vllm (send with vLLM's flags), none (send
-without the started answer: the completion is then a whole answer, `Completion.prefilled` is False). A
-run keeps each endpoint's answer in `endpoints.json` in its run directory, so it asks once per endpoint.
+The answer is one of `PREFILL_MODES`: message (send as is), vllm (send with vLLM's flags), template (the
+role names a `tokenizer`: the chat is rendered here with the started answer left open and sent as a raw
+prompt to `/v1/completions`, which every llama.cpp server continues), none (send without the started
+answer: the completion is then a whole answer, `Completion.prefilled` is False; a small model then often
+chats instead of writing the block). A run keeps each endpoint's answer in `endpoints.json` in its run
+directory, so it asks once per endpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from prism_agent.atomic import write_atomic
 
-PREFILL_MODES = ("message", "vllm", "none")
+PREFILL_MODES = ("message", "vllm", "template", "none")
 VLLM_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
 PROBE_MESSAGES = [
@@ -42,26 +45,35 @@ def continues(text: str) -> bool:
     return bool(words) and words[0] == "lazy"
 
 
-async def detect(send: Callable[[dict | None], Awaitable[str]]) -> str:
+async def detect(send: Callable[[dict | None], Awaitable[str]],
+                 send_rendered: Callable[[], Awaitable[str]] | None = None) -> str:
     """`send(extra_body)` sends `PROBE_MESSAGES` (greedy, a few tokens) and returns the text. Plain first,
-    then with vLLM's flags; a server that refuses the flags (HTTP 400) is one that does not know them."""
+    then with vLLM's flags (a server that refuses them with a 4xx does not know them), then, where the role
+    names a tokenizer, `send_rendered()`: the same chat rendered here and sent to `/v1/completions`."""
+    import openai
+
     if continues(await send(None)):
         return "message"
     try:
         if continues(await send(dict(VLLM_CONTINUE))):
             return "vllm"
-    except Exception as exc:  # a 4xx refusal of unknown fields means "not vLLM"; anything else is real
-        import openai
-
-        if not isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-            raise
+    except (openai.BadRequestError, openai.UnprocessableEntityError):  # "not vLLM"; anything else is real
+        pass
+    if send_rendered is not None:
+        try:
+            if continues(await send_rendered()):
+                return "template"
+        except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError):  # no route
+            pass
     return "none"
 
 
 def describe(mode: str) -> str:
     return {"message": "continues a started answer as sent",
             "vllm": "continues a started answer with continue_final_message (vLLM)",
-            "none": "does not continue a started answer: requests go without it"}[mode]
+            "template": "continues a started answer rendered with the role's tokenizer (/v1/completions)",
+            "none": "does not continue a started answer: requests go without it (set the role's tokenizer "
+                    "to send it rendered to /v1/completions)"}[mode]
 
 
 class PrefillCache:
