@@ -6,6 +6,7 @@ and the `--generator` syntax for several endpoints, and the prefill probe's clas
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -187,3 +188,28 @@ def test_prefill_probe_reads_continuation_or_restart(tmp_path):
     assert again.get("http://a/v1", "m") == "none" and again.get("http://a/v1", "other") is None
     (tmp_path / "endpoints.json").write_text("{torn")
     assert PrefillCache(tmp_path / "endpoints.json").get("http://a/v1", "m") is None  # a cache: probe again
+
+
+def test_status_sums_endpoint_counts_and_parse_yield(tmp_path):
+    """`status` reads the per-endpoint counts from the usage events, the prefill modes from endpoints.json and
+    the parse yield from the generate step files (a resumed round is counted once, from its file)."""
+    from prism_agent.run.paths import RunPaths
+    from prism_agent.run.rounds import GenerateSummary
+    from prism_agent.run.status import _endpoints
+
+    paths = RunPaths(tmp_path)
+    a, b = "http://a/v1", "http://b/v1"
+    usage = [{"backend_errors": {"generator+solver": {"endpoints": {
+                 a: {"requests": 5, "failures": 2, "failovers": 2, "downs": 1}, b: {"requests": 7}}}}},
+             {"backend_errors": {"generator+solver": {"endpoints": {b: {"requests": 3, "failovers": 0}}}}}]
+    for r, tallies in ((1, {a: {"completions": 4, "parsed": 1}, b: {"completions": 4, "parsed": 3}}),
+                       (2, {b: {"completions": 8, "parsed": 6}})):
+        paths.round_dir(r).mkdir(parents=True)
+        summary = GenerateSummary(requests=4, endpoints=tallies)
+        (paths.round_dir(r) / "generate.json").write_text(json.dumps(summary.as_json()))
+    PrefillCache(paths.root / "endpoints.json").put(a, "smollm2", "none")
+    info = _endpoints(usage, paths)
+    assert info["endpoints"] == {a: {"requests": 5, "failures": 2, "failovers": 2, "downs": 1},
+                                 b: {"requests": 10, "failures": 0, "failovers": 0, "downs": 0}}
+    assert info["prefill"] == {a: "none"}
+    assert info["parse_yield"] == {a: {"completions": 4, "parsed": 1}, b: {"completions": 12, "parsed": 9}}
