@@ -281,11 +281,12 @@ class OpenAIGenerator(Generator):
         times. Errors that are the request's own (4xx other than 408/409/429) fail it at once."""
         self._bind_loop()
         pool = self.pool
-        attempt = 0
+        attempt = sent = 0  # retries after a backoff; attempts on any endpoint (GenResult.calls)
         tried: set[str] = set()
         moved_from: Endpoint | None = None
         while True:
             ep = await pool.acquire(tried)
+            sent += 1
             if moved_from is not None and ep is not moved_from:
                 moved_from.stats.failovers += 1
             moved_from = None
@@ -323,7 +324,7 @@ class OpenAIGenerator(Generator):
                 continue
             await pool.release(ep, ok=True, latency_s=time.perf_counter() - started,
                                tokens=usage.completion_tokens or n)
-            return _Call(completions, usage, attempt + 1)
+            return _Call(completions, usage, sent)
 
     async def _explain(self, ep: Endpoint, exc: BaseException, reason: str, attempts: int) -> str:
         import openai
