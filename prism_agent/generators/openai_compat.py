@@ -23,7 +23,7 @@ from prism_agent.errors import BadInputError
 from prism_agent.generators.admission import AdaptiveLimiter
 from prism_agent.generators.base import CallStats, GenerationError, Generator, refuse_choice_bias, render_chat
 from prism_agent.generators.endpoints import Endpoint, EndpointPool
-from prism_agent.generators.prefill import PROBE_MAX_TOKENS, PROBE_MESSAGES, VLLM_CONTINUE, PrefillCache, detect
+from prism_agent.generators.prefill import PROBE_MESSAGES, VLLM_CONTINUE, PrefillCache, ask_endpoint
 from prism_agent.generators.probe import EndpointError, Unreachable, not_served, probe
 from prism_agent.generators.registry import register
 from prism_agent.generators.retry import Backoff, MalformedResponse, classify
@@ -194,22 +194,8 @@ class OpenAIGenerator(Generator):
     async def detect_prefill(self, ep: Endpoint) -> str:
         """Ask the endpoint (one or two small greedy requests, `prefill.detect`), whatever the config says."""
         self._bind_loop()
-
-        async def send(extra: dict | None) -> str:
-            args: dict = dict(model=self.cfg.model, messages=PROBE_MESSAGES, temperature=0.0,
-                              max_tokens=PROBE_MAX_TOKENS, seed=0)
-            if extra:
-                args["extra_body"] = extra
-            resp = await ep.client.chat.completions.create(**args)
-            return (resp.choices[0].message.content or "") if resp.choices else ""
-
-        async def send_rendered() -> str:
-            prompt = self._prompt(GenRequest.chat(PROBE_MESSAGES))
-            resp = await ep.client.completions.create(model=self.cfg.model, prompt=prompt, temperature=0.0,
-                                                      max_tokens=PROBE_MAX_TOKENS, seed=0)
-            return (resp.choices[0].text or "") if resp.choices else ""
-
-        return await detect(send, send_rendered if self.cfg.tokenizer else None)
+        render = (lambda: self._prompt(GenRequest.chat(PROBE_MESSAGES))) if self.cfg.tokenizer else None
+        return await ask_endpoint(ep.client, self.cfg.model, render)
 
     # ---- one HTTP call ------------------------------------------------------------------------------
 

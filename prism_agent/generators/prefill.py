@@ -68,6 +68,26 @@ async def detect(send: Callable[[dict | None], Awaitable[str]],
     return "none"
 
 
+async def ask_endpoint(client, model: str, render: Callable[[], str] | None = None) -> str:
+    """`detect` over an `openai.AsyncOpenAI` client; `render()` gives `PROBE_MESSAGES` as a raw prompt (the
+    role's tokenizer's chat template), or None when the role names no tokenizer."""
+
+    async def send(extra: dict | None) -> str:
+        args: dict = dict(model=model, messages=PROBE_MESSAGES, temperature=0.0, max_tokens=PROBE_MAX_TOKENS, seed=0)
+        if extra:
+            args["extra_body"] = extra
+        resp = await client.chat.completions.create(**args)
+        return (resp.choices[0].message.content or "") if resp.choices else ""
+
+    async def send_rendered() -> str:
+        assert render is not None
+        resp = await client.completions.create(model=model, prompt=render(), temperature=0.0,
+                                               max_tokens=PROBE_MAX_TOKENS, seed=0)
+        return (resp.choices[0].text or "") if resp.choices else ""
+
+    return await detect(send, send_rendered if render is not None else None)
+
+
 def describe(mode: str) -> str:
     return {"message": "continues a started answer as sent",
             "vllm": "continues a started answer with continue_final_message (vLLM)",
