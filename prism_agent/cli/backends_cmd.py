@@ -21,7 +21,8 @@ def check(
     role: str | None = typer.Option(None, "--role", help="check only this role: generator | solver | judge"),
     config: Path | None = typer.Option(None, "--config", help="TOML file with [roles.generator] etc."),
     backend: str | None = typer.Option(None, "--backend", help="shorthand: local | openai | vllm (for --role or all)"),
-    base_url: str | None = typer.Option(None, "--base-url", help="shorthand: OpenAI-compatible endpoint URL"),
+    base_url: str | None = typer.Option(None, "--base-url", help="shorthand: OpenAI-compatible endpoint URL "
+                                        "(several: comma-separated)"),
     model: str | None = typer.Option(None, "--model", help="shorthand: served name, pinned name or folder"),
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="shorthand: env variable holding the key"),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="seconds per endpoint before giving up"),
@@ -32,7 +33,10 @@ def check(
     from prism_agent.generators.check import check_backend
 
     roles = load_roles(config)
-    roles = with_shorthand(roles, role, {"backend": backend, "base_url": base_url, "model": model,
+    from prism_agent.loop.setup import base_urls
+
+    roles = with_shorthand(roles, role, {"backend": backend, "base_url": base_urls(base_url) if base_url else None,
+                                         "model": model,
                                          "api_key_env": api_key_env})
     if role:
         roles.of(role)  # refuses unknown role names with the list of valid ones
@@ -58,3 +62,9 @@ def check(
         out.print(f"  load {res.load_s:.1f} s · latency {res.latency_s:.2f} s · {res.tokens_per_s:.1f} tokens/s · "
                   f"n honoured: {honoured}", highlight=False)
         out.print(f"  sample: {res.sample!r}", highlight=False, markup=False)
+        for url, mode in (res.prefill or {}).items():
+            from prism_agent.generators.prefill import describe
+
+            used = (res.prefill_used or {}).get(url, mode)
+            override = f" (the config's prefill = {used!r} is used instead)" if used != mode else ""
+            out.print(f"  {url}: {describe(mode)}{override}", highlight=False, markup=False, soft_wrap=True)

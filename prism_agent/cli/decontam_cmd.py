@@ -163,8 +163,10 @@ def _judge(config, backend, base_url, model, api_key_env, replay):
     from prism_agent.config.backends import LocalBackendConfig
     from prism_agent.config_files import load_roles, with_shorthand
     from prism_agent.generators import ReplayStore, make_generator
+    from prism_agent.loop.setup import base_urls
 
-    roles = with_shorthand(load_roles(config), "judge", {"backend": backend, "base_url": base_url, "model": model,
+    urls = base_urls(base_url) if base_url else None  # several endpoints: comma-separated
+    roles = with_shorthand(load_roles(config), "judge", {"backend": backend, "base_url": urls, "model": model,
                                                          "api_key_env": api_key_env})
     if roles.judge == LocalBackendConfig():
         err.print("note: the judge is the embedded SmolLM2-135M, far too weak to judge paraphrases (its yes/no "

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from prism_agent.config.defaults import DEFAULT_PROXY
 from prism_agent.errors import BadInputError, one_line
@@ -51,7 +51,9 @@ class OpenAIBackendConfig(_Backend):
     """Any OpenAI-compatible endpoint: hosted APIs, vLLM, SGLang or llama.cpp servers."""
 
     backend: Literal["openai"] = "openai"
-    base_url: str = Field(..., description="e.g. http://127.0.0.1:8000/v1")
+    base_url: str | list[str] = Field(
+        ..., description="e.g. http://127.0.0.1:8000/v1, or a list of endpoints serving the same model: requests "
+        "go to the least loaded one and move to another when one fails (generators/endpoints.py)")
     model: str = Field(..., description="the model name the server serves")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
     mode: Literal["chat", "completions"] = "chat"
@@ -71,11 +73,37 @@ class OpenAIBackendConfig(_Backend):
         "none", description="how requests with `choices` are constrained: vllm = structured_outputs.choice "
         "(vLLM/SGLang servers); none = free text, parsed by the caller"
     )
-    prefill: Literal["message", "vllm"] = Field(
-        "message", description="how a started answer (a final assistant message) is sent: message = as is "
-        "(llama.cpp's llama-server continues it; llama-cpp-python's server does not, so set the run's "
-        "[generation] prefill = false there); vllm = with continue_final_message (vLLM servers)"
+    prefill: Literal["auto", "message", "vllm", "template", "none"] = Field(
+        "auto", description="how a started answer (a final assistant message) is sent: auto = probe each "
+        "endpoint once (generators/prefill.py); message = as is (llama.cpp's llama-server continues it); vllm = "
+        "with continue_final_message (vLLM servers); template = rendered with `tokenizer`'s chat template and "
+        "sent to /v1/completions; none = without it (llama-cpp-python's server starts a new turn instead of "
+        "continuing)"
     )
+    down_after: int = Field(3, ge=1, description="consecutive failed calls that mark an endpoint down")
+    cooloff_s: float = Field(30.0, gt=0, description="a down endpoint gets no calls this long, then one trial "
+                             "call; each failed trial doubles the wait (up to 10 minutes)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, v: str | list[str]) -> str | list[str]:
+        urls = [v] if isinstance(v, str) else v
+        if not urls or any(not u.strip() for u in urls):
+            raise ValueError("base_url needs at least one non-empty URL")
+        if len(set(urls)) != len(urls):
+            raise ValueError("base_url lists an endpoint twice")
+        return v if isinstance(v, str) or len(v) > 1 else v[0]
+
+    @model_validator(mode="after")
+    def _template_needs_tokenizer(self) -> OpenAIBackendConfig:
+        if self.prefill == "template" and not self.tokenizer:
+            raise ValueError("prefill = \"template\" renders the chat here: set tokenizer (a pinned name or HF folder)")
+        return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every endpoint of this role, in the order given."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class VLLMBackendConfig(_Backend):

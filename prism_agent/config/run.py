@@ -188,16 +188,16 @@ FREE_FIELDS: tuple[str, ...] = (
     "roles.*.max_concurrency", "roles.*.initial_concurrency", "roles.*.batch_size", "roles.*.threads",
     "roles.*.dtype",
     "roles.*.timeout_s", "roles.*.max_retries", "roles.*.backoff_base_s", "roles.*.backoff_max_s",
-    "roles.*.latency_factor",
+    "roles.*.latency_factor", "roles.*.down_after", "roles.*.cooloff_s", "roles.*.prefill",
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
     "featurizer.seed_chunk",
     # how later refits are computed; clusterings already made keep theirs (each round records its settings)
     "cluster.refit_iterations", "cluster.refit_points_per_centroid",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
-                "batch size, threads, embedded backends' dtype, timeouts and retries, max_failed_fraction, the "
-                "featurizer's threads, batch sizes and seed chunk, a refit's iterations and sample, [measure] and "
-                "[ray]")
+                "batch size, threads, embedded backends' dtype, timeouts and retries, endpoint cool-offs and prefill "
+                "modes, max_failed_fraction, the featurizer's threads, batch sizes and seed chunk, a refit's "
+                "iterations and sample, [measure] and [ray]")
 
 
 def is_free(field: str) -> bool:

@@ -27,20 +27,33 @@ class AdaptiveLimiter:
     def allowed(self) -> int:
         return max(1, math.floor(self.limit))
 
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.allowed
+
     async def acquire(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.allowed)
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            await self._cond.wait_for(lambda: self.has_room)
+            self.take()
 
     async def release(self, *, ok: bool, overload: bool = False, latency_s: float = 0.0, tokens: int = 0) -> None:
         async with self._cond:
-            self.in_flight -= 1
-            if overload:
-                self.limit = max(1.0, self.limit / 2)
-            elif ok:
-                self._on_success(latency_s, tokens)
+            self.give(ok=ok, overload=overload, latency_s=latency_s, tokens=tokens)
             self._cond.notify_all()
+
+    def take(self) -> None:
+        """One slot, without waiting: for a caller that waits under its own condition (an endpoint pool
+        choosing among several limiters, generators/endpoints.py)."""
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def give(self, *, ok: bool, overload: bool = False, latency_s: float = 0.0, tokens: int = 0) -> None:
+        """Return a slot taken with `take`, and adapt the limit to how the call went."""
+        self.in_flight -= 1
+        if overload:
+            self.limit = max(1.0, self.limit / 2)
+        elif ok:
+            self._on_success(latency_s, tokens)
 
     def _on_success(self, latency_s: float, tokens: int) -> None:
         per_token = latency_s / max(1, tokens)

@@ -35,6 +35,8 @@ class CallStats:
     retries: int = 0
     failures: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    # per endpoint URL (endpoint backends): requests, failures, failovers, downs (generators/endpoints.py)
+    endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def refuse_choice_bias(kind: str, requests: Sequence[GenRequest]) -> None:
@@ -83,6 +85,10 @@ class Generator(ABC):
     def stats(self) -> CallStats:
         """Calls, retries and failures so far (status and the dashboard count them per backend)."""
         return CallStats()
+
+    def use_state_dir(self, root) -> None:
+        """Where a run keeps what a backend learns about its endpoints (`endpoints.json`, generators/prefill.py),
+        so it asks once per run, not once per process. Backends without endpoints keep nothing."""
 
     async def generate_settled(self, requests: Sequence[GenRequest]) -> tuple[list[GenResult | None], dict[int, str]]:
         """Every request's result, or None with its reason (second value) for each request that failed for

@@ -31,6 +31,10 @@ class CheckResult(BaseModel):
     sample: str
     dtype: str | None = None  # embedded engines: what the model computes in, and why (None for endpoints)
     dtype_reason: str | None = None
+    # chat endpoints: per URL, whether it continues a started answer (generators/prefill.py: message, vllm,
+    # none) as probed, and what a run sends it (the probe, unless the config's `prefill` is set)
+    prefill: dict[str, str] | None = None
+    prefill_used: dict[str, str] | None = None
 
     @property
     def n_honoured(self) -> bool:
@@ -58,19 +62,25 @@ async def _probe(cfg: AnyBackend, timeout_s: float) -> CheckResult:
         started = time.perf_counter()
         result = (await gen.generate([request]))[0]
         latency = time.perf_counter() - started
+        detected = used = None
+        if isinstance(cfg, OpenAIBackendConfig) and cfg.mode == "chat":
+            eps = gen.pool.endpoints
+            detected = {ep.url: await gen.detect_prefill(ep) for ep in eps}
+            used = {url: (mode if cfg.prefill == "auto" else cfg.prefill) for url, mode in detected.items()}
         return CheckResult(
             roles=[], backend=cfg.backend, model_id=gen.model_id, load_s=load_s, latency_s=latency,
             completion_tokens=result.usage.completion_tokens,
             tokens_per_s=result.usage.completion_tokens / latency if latency > 0 else 0.0,
             n_requested=PROBE_N, n_native=result.native_choices, sample=result.texts[0].strip()[:60],
             dtype=choice.name if choice else None, dtype_reason=choice.reason if choice else None,
+            prefill=detected, prefill_used=used,
         )
     finally:
         await gen.aclose()
 
 
 def _where(cfg: AnyBackend) -> str:
-    return cfg.base_url if isinstance(cfg, OpenAIBackendConfig) else f"{cfg.backend} backend ({cfg.model})"
+    return ", ".join(cfg.base_urls) if isinstance(cfg, OpenAIBackendConfig) else f"{cfg.backend} backend ({cfg.model})"
 
 
 async def check_backend(cfg: AnyBackend, timeout_s: float) -> CheckResult:

@@ -127,6 +127,9 @@ class ReplayingGenerator(Generator):
     def stats(self) -> CallStats:
         return self.inner.stats()
 
+    def use_state_dir(self, root) -> None:
+        self.inner.use_state_dir(root)
+
     async def stream(self, requests: Sequence[GenRequest]) -> AsyncIterator[tuple[int, GenResult]]:
         model_id = self.model_id
         keys = [request_key(model_id, r) for r in requests]

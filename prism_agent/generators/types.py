@@ -96,6 +96,14 @@ class Completion(BaseModel):
     text: str
     finish_reason: FinishReason
     completion_tokens: int = 0
+    endpoint: str | None = None  # the URL that produced it (endpoint backends; for per-endpoint parse yield)
+    # False: the endpoint cannot continue a started answer (generators/prefill.py), so the request went
+    # without it and `text` is a whole answer, not the continuation of the request's `prefill`
+    prefilled: bool = True
+
+    def full_text(self, prefill: str | None) -> str:
+        """The answer as the model gave it: the request's started answer, where it was continued, then the text."""
+        return (prefill or "") + self.text if self.prefilled else self.text
 
 
 class GenResult(BaseModel):

@@ -82,7 +82,7 @@ class RunContext:
     def roles(self):
         from prism_agent.generators import make_role_generators
 
-        return make_role_generators(self.cfg.roles, replay=self.replay)
+        return make_role_generators(self.cfg.roles, replay=self.replay, state_dir=self.paths.root)
 
     @cached_property
     def aio(self):
@@ -147,7 +147,12 @@ class RunContext:
             reasons = {k: v - before[2].get(k, 0) for k, v in stats.reasons.items() if v - before[2].get(k, 0)}
             out[name] = {"retries": stats.retries - before[0], "failures": stats.failures - before[1],
                          "reasons": reasons}
-            mark[name] = (stats.retries, stats.failures, dict(stats.reasons))
+            if stats.endpoints:  # per endpoint URL: requests, failures, failovers, downs (since the last call)
+                seen = before[3] if len(before) > 3 else {}
+                out[name]["endpoints"] = {url: {k: v - seen.get(url, {}).get(k, 0) for k, v in counts.items()}
+                                          for url, counts in stats.endpoints.items()}
+            mark[name] = (stats.retries, stats.failures, dict(stats.reasons),
+                          {url: dict(c) for url, c in stats.endpoints.items()})
         return out
 
     @cached_property

@@ -16,17 +16,24 @@ from prism_agent.errors import BadInputError, PrismError
 if TYPE_CHECKING:
     from prism_agent.run.compute import ComputeDtypes
 
-ROLE_SPECS = "local | local:MODEL | vllm:MODEL | openai:MODEL@BASE_URL"
+ROLE_SPECS = "local | local:MODEL | vllm:MODEL | openai:MODEL@BASE_URL[,BASE_URL…]"
+
+
+def base_urls(text: str) -> str | list[str]:
+    """One URL, or several separated by commas (a role over several endpoints serving one model)."""
+    urls = [u.strip() for u in text.split(",")]
+    return urls[0] if len(urls) == 1 else urls
 
 
 def role_spec(spec: str, role: str) -> dict:
-    """`openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1` (as given to `--generator`) → a role table."""
+    """`openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1` (as given to `--generator`) → a role table;
+    `openai:M@http://a:8000/v1,http://b:8000/v1` lists two endpoints."""
     kind, _, rest = spec.partition(":")
     if kind == "openai":
         model, _, url = rest.rpartition("@")
         if not model or not url:
-            raise BadInputError(f"--{role} {spec!r}: expected openai:MODEL@BASE_URL")
-        table = {"backend": "openai", "model": model, "base_url": url}
+            raise BadInputError(f"--{role} {spec!r}: expected openai:MODEL@BASE_URL[,BASE_URL…]")
+        table = {"backend": "openai", "model": model, "base_url": base_urls(url)}
     elif kind in ("local", "vllm"):
         table = {"backend": kind, **({"model": rest} if rest else {})}
     else:

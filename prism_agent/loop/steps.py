@@ -227,13 +227,18 @@ def generate(ctx: RunContext, r: int) -> dict:
                       lambda j: {"request": j, "seed": requests[j].sampling.seed})
     results = [x for x in settled if x is not None]
     out, blocks = [], 0
+    by_endpoint: dict[str, dict[str, int]] = {}
     for j, (pick, req, res) in enumerate(zip(picks, requests, settled, strict=True)):
         if res is None:  # failed for good: recorded in generate-failed.jsonl
             continue
         shown = {rows[int(p)]["prompt"].strip() for p in pick.positions}
         found: list[str] = []
-        for text in res.texts:
-            for prompt in parse_candidates(ctx.task, (req.prefill or "") + text):
+        for c in res.completions:
+            parsed = parse_candidates(ctx.task, c.full_text(req.prefill))
+            tally = by_endpoint.setdefault(c.endpoint or res.model, {"completions": 0, "parsed": 0})
+            tally["completions"] += 1
+            tally["parsed"] += bool(parsed)
+            for prompt in parsed:
                 blocks += 1
                 if prompt not in shown and prompt not in found:  # a copied example is not a new sample
                     found.append(prompt)
@@ -244,7 +249,7 @@ def generate(ctx: RunContext, r: int) -> dict:
     tokens = sum(x.usage.completion_tokens for x in results)
     return _finish(ctx, r, out, GenerateSummary(
         requests=len(requests), generated=blocks, parsed=len(out), tokens=tokens, seconds=seconds,
-        replayed=sum(x.replayed for x in results), failed=n_failed))
+        replayed=sum(x.replayed for x in results), failed=n_failed, endpoints=by_endpoint or None))
 
 
 def vote(ctx: RunContext, r: int) -> dict:

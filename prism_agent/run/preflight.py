@@ -99,20 +99,34 @@ def check_endpoints(cfg: RunConfig, timeout_s: float = ENDPOINT_TIMEOUT_S) -> No
         backend = cfg.roles.of(role)
         if not isinstance(backend, OpenAIBackendConfig):
             continue
-        key = (backend.base_url, backend.model, backend.api_key_env)
+        key = (tuple(backend.base_urls), backend.model, backend.api_key_env)
         if key not in seen:
             seen.add(key)
             asyncio.run(_probe(backend, role, min(timeout_s, backend.timeout_s)))
 
 
-async def _probe(backend: OpenAIBackendConfig, role: str, timeout_s: float) -> None:
+async def _probe(backend: OpenAIBackendConfig, role: str, timeout_s: float,
+                 note: Callable[[str], None] = _stderr) -> None:
+    """Every endpoint of the role; with several, an unreachable one is a note (its calls go to the others
+    until it answers) unless none answers."""
     from prism_agent.generators.openai_compat import OpenAIGenerator
-    from prism_agent.generators.probe import EndpointError
+    from prism_agent.generators.probe import EndpointError, Unreachable
 
-    gen = OpenAIGenerator(backend.model_copy(update={"timeout_s": timeout_s}))
-    try:
-        await gen.probe()
-    except EndpointError as exc:
-        raise BadInputError(f"roles.{role}: {exc}") from None
-    finally:
-        await gen.aclose()
+    urls = backend.base_urls
+    down = []
+    for url in urls:
+        gen = OpenAIGenerator(backend.model_copy(update={"timeout_s": timeout_s, "base_url": url}))
+        try:
+            await gen.probe()
+        except Unreachable as exc:
+            if len(urls) == 1:
+                raise BadInputError(f"roles.{role}: {exc}") from None
+            down.append(str(exc))
+        except EndpointError as exc:
+            raise BadInputError(f"roles.{role}: {exc}") from None
+        finally:
+            await gen.aclose()
+    if down and len(down) == len(urls):
+        raise BadInputError(f"roles.{role}: no endpoint answers; {down[0]}")
+    for line in down:
+        note(f"note: roles.{role}: {line}; its calls go to the other endpoints until it answers")

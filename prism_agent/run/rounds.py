@@ -98,6 +98,9 @@ class GenerateSummary(StepSummary):
     seconds: float = 0.0
     replayed: int = 0  # requests answered from the call log
     failed: int = 0  # requests that failed for good and were skipped (rounds/round-N/generate-failed.jsonl)
+    # parse yield per endpoint (or per backend model without one): completions returned, and those holding
+    # at least one well-formed sample; `status` sums them over rounds
+    endpoints: dict[str, dict[str, int]] | None = None
 
 
 class VoteSummary(StepSummary):

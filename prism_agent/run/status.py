@@ -39,6 +39,7 @@ def run_status(root: Path) -> dict:
         "last_funnel": Funnel.of(rounds[-1].get("funnel")).counts() if rounds else None,
         "stop_reason": stops[-1]["reason"] if stops and stops[-1].get("accepted") == accepted else None,
         **_backend_errors(by_kind["usage"]),
+        **_endpoints(by_kind["usage"], paths),
         **_skipped(paths),
         # seed featurization's progress, chunk by chunk (`loop/seed_features.py`): rows done of the seeds
         "seed_features": {k: chunks[-1][k] for k in ("rows", "of")} if (chunks := by_kind["seed_features"]) else None,
@@ -65,3 +66,34 @@ def _backend_errors(usage: list[dict]) -> dict:
             for k, v in (b.get("reasons") or {}).items():
                 reasons[k] = reasons.get(k, 0) + v
     return {"retries": retries, "failures": failures, "retry_reasons": reasons}
+
+
+def _endpoints(usage: list[dict], paths: RunPaths) -> dict:
+    """Per endpoint URL: calls sent, failed, moved to another endpoint, times marked down (from the usage
+    events, summed over rounds and processes); how each is sent a started answer (`endpoints.json`); and the
+    parse yield per endpoint: completions returned and those that held a sample (the generate step files, so
+    a resumed round counts its replayed completions once)."""
+    import json
+
+    from prism_agent.generators.prefill import PrefillCache
+
+    counts: dict[str, dict[str, int]] = {}
+    for e in usage:
+        for b in (e.get("backend_errors") or {}).values():
+            for url, c in (b.get("endpoints") or {}).items():
+                mine = counts.setdefault(url, {"requests": 0, "failures": 0, "failovers": 0, "downs": 0})
+                for k in mine:
+                    mine[k] += int(c.get(k, 0))
+    cache = PrefillCache(paths.root / "endpoints.json")
+    prefill = {entry["url"]: entry["prefill"] for entry in cache.entries()}
+    parse_yield: dict[str, dict[str, int]] = {}
+    for path in sorted(paths.rounds.glob("round-*/generate.json")) if paths.rounds.is_dir() else ():
+        try:
+            tallies = json.loads(path.read_text()).get("endpoints") or {}
+        except (OSError, ValueError):  # a step file is written atomically; anything else is not ours to judge
+            continue
+        for name, t in tallies.items():
+            mine = parse_yield.setdefault(name, {"completions": 0, "parsed": 0})
+            mine["completions"] += int(t.get("completions", 0))
+            mine["parsed"] += int(t.get("parsed", 0))
+    return {"endpoints": counts, "prefill": prefill, "parse_yield": parse_yield}
