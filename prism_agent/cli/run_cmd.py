@@ -99,8 +99,9 @@ def _say_through(stop: GracefulStop | None, console):
 def run(
     cli: typer.Context,
     task: str = typer.Option(..., "--task", help="nli | math | a plug-in task (module:Class or file.py:Class)"),
-    graph: str | None = typer.Option(None, "--graph", help="prismatic (default; an existing run: its own) | novelty | "
-                                     "gain | generate-only | vanilla (baseline): README \"Acceptance rules\""),
+    graph: str | None = typer.Option(None, "--graph", help="gain (default; an existing run: its own) | prismatic (the "
+                                     "paper's rule) | novelty | generate-only | vanilla (baseline): README "
+                                     "\"Acceptance rules\""),
     target: str = typer.Option(..., "--target", help="accepted samples wanted: 300, 200k, 1.5M"),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="default: runs/<task>"),
     config: Path | None = typer.Option(None, "--config", help="TOML: roles, voting, clustering, …"),

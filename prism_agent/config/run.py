@@ -83,10 +83,10 @@ class RunConfig(BaseModel):
 
     task: str
     graph: Literal["prismatic", "novelty", "gain", "generate-only", "vanilla"] = Field(
-        "prismatic", description="prismatic: few-shot from sparse gradient clusters, keep candidates nearest a "
-        "sparse centroid (the paper's rule); novelty, gain, generate-only: the same prompts, keep candidates far "
-        "from the pool, those that raise G-Vendi most, or all (README \"Acceptance rules\"); vanilla: few-shot "
-        "from random pool samples, no rejection (the paper's baseline)")
+        "gain", description="gain (default): few-shot from sparse gradient clusters, keep the candidates that "
+        "raise G-Vendi most; prismatic: the same prompts, keep candidates nearest a sparse centroid (the paper's "
+        "rule); novelty, generate-only: the same prompts, keep candidates far from the pool, or all (README "
+        "\"Acceptance rules\"); vanilla: few-shot from random pool samples, no rejection (the paper's baseline)")
     target: int = Field(..., ge=1)
     seeds: tuple[str, ...] = Field((), description="seed sets (built-in names or files); default: the task's")
     seed_sample: int | None = Field(None, ge=1, description="seed rows used; default: scaled to the target")
