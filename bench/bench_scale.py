@@ -170,6 +170,26 @@ def one_round(run_dir: Path, n: int, args) -> dict:
     return out
 
 
+def rejects(run_dir: Path, n: int, args) -> dict:
+    """Each rule's reject decision on `--candidates` candidates against the pool and clustering a round left."""
+    from prism_agent.diversity.gram import pool_gram
+    from prism_agent.loop.strategy import get_strategy
+
+    ctx = context(run_dir, n, args)
+    pool_gram(ctx)  # a running loop has the proxy loaded and the Gram matrix current: not the decision's cost
+    centres, popularity = mixture(ctx.feature_store().dim)
+    cands = features(np.random.default_rng(7), centres, popularity, args.candidates)
+    cand_rows = [{"id": f"c{i}", "prompt": "p", "response": "neutral"} for i in range(args.candidates)]
+    out = {"n": n, "candidates": args.candidates, "clock": CLOCK}
+    for name in args.strategies.split(","):
+        (kept, _), out[name] = timed(get_strategy(name).keep, ctx, ROUND, cand_rows, cands, name=name)
+        out[f"{name}_kept"] = len(kept)
+        print(name, round(out[name], 2), len(kept), flush=True)
+    out["clocks"] = dict(OTHER)
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
 # How each cost grows with the pool n when only one size was measured (k = 1 % of n): an update assigns one
 # round's rows to k centroids (b·k·d), a fit trains on 64 rows per centroid and assigns the pool (n·k·d
 # each), measure and the pool read are O(n) today, the reject decision is m·k·d, a commit appends b rows.
@@ -223,7 +243,10 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="seconds of each node: CPU time of the one-thread process (default; robust on a shared "
                          "machine) or wall time (both are kept in round-N.json)")
-    ap.add_argument("--phase", choices=("all", "build", "round"), default="all", help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=("all", "build", "round", "reject"), default="all",
+                    help="reject: after a size's round, time each --strategies rule's reject decision on its pool "
+                         "(one process per size; writes DIR/reject-N.json)")
+    ap.add_argument("--strategies", default="gain,prismatic,novelty", help="rules timed by --phase reject")
     ap.add_argument("--size", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.before_max = parse_size(args.before_max)
@@ -234,6 +257,8 @@ def main() -> None:
         run_dir = args.out / f"run-{n}"
         if args.phase == "build":
             build(run_dir, n, args)
+        elif args.phase == "reject":
+            (args.out / f"reject-{n}.json").write_text(json.dumps(rejects(run_dir, n, args), indent=1))
         else:
             (args.out / f"round-{n}.json").write_text(json.dumps(one_round(run_dir, n, args), indent=1))
         return

@@ -18,6 +18,7 @@ class ClusterMembers:
         self.sizes = np.bincount(labels, minlength=k).astype(np.int64)
         self._order = np.argsort(labels, kind="stable").astype(np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self._by_size: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n(self) -> int:
@@ -30,8 +31,9 @@ class ClusterMembers:
         return self._order[self._offsets[cluster] : self._offsets[cluster + 1]]
 
     def smallest(self, count: int, *, nonempty: bool = True) -> np.ndarray:
-        """Cluster ids by ascending size (ties by id), the first `count`."""
-        ids = np.lexsort((np.arange(self.k), self.sizes))
-        if nonempty:
-            ids = ids[self.sizes[ids] > 0]
-        return ids[:count]
+        """Cluster ids by ascending size (ties by id), the first `count`. The order is sorted once: a round
+        asks for it once per request (4,096 times; at k = 15,000 a sort each time was 2 s a round)."""
+        if self._by_size is None:
+            ids = np.lexsort((np.arange(self.k), self.sizes))
+            self._by_size = ids, ids[self.sizes[ids] > 0]
+        return self._by_size[1 if nonempty else 0][:count]
