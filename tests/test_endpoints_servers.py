@@ -141,8 +141,10 @@ TINY = ("seed_sample = 16\nper_round = 8\npatience = 30\n"
 
 def test_run_over_two_servers_survives_one_killed(smollm2_gguf, vllm_server, tmp_path):
     """Generator and solver over a llama.cpp and a vLLM server; the llama.cpp one is killed once the run
-    has paid its first calls. The run completes, every accepted sample is in the pool once, no logged call
-    was sent again, and `status` shows the killed endpoint's failovers and each endpoint's parse yield."""
+    has paid its first calls (the target leaves it rounds to go, so calls still reach the dead endpoint, even
+    with an acceptance rule that keeps most candidates). The run completes, every accepted sample is in the
+    pool once, no logged call was sent again, and `status` shows the killed endpoint's failovers and each
+    endpoint's parse yield."""
     llama = start_llamacpp(smollm2_gguf, tmp_path / "llama.log")
     urls = [llama.base_url, vllm_server.base_url]
     role = (f'backend = "openai"\nbase_url = {json.dumps(urls)}\nmodel = "smollm2"\nmax_concurrency = 2\n'
@@ -150,7 +152,7 @@ def test_run_over_two_servers_survives_one_killed(smollm2_gguf, vllm_server, tmp
     cfg = tmp_path / "run.toml"
     cfg.write_text(TINY + "".join(f"[roles.{r}]\n{role}" for r in ("generator", "solver")))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "prism_agent.cli.app", "run", "--task", "nli", "--target", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "prism_agent.cli.app", "run", "--task", "nli", "--target", "10",
                              "--config", str(cfg), "--run-dir", str(run_dir), "--plain"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -169,7 +171,7 @@ def test_run_over_two_servers_survives_one_killed(smollm2_gguf, vllm_server, tmp
     assert proc.returncode == 0, err[-3000:] + out[-2000:]
 
     info = json.loads(_cli("status", run_dir, "--json").stdout)
-    assert info["complete"] and info["accepted"] >= 4 and info["failures"] == 0
+    assert info["complete"] and info["accepted"] >= 10 and info["failures"] == 0
     killed, alive = info["endpoints"][llama.base_url], info["endpoints"][vllm_server.base_url]
     assert killed["failovers"] >= 1 and killed["failures"] >= 1 and alive["failures"] == 0, info["endpoints"]
     assert info["prefill"] == {llama.base_url: "none", vllm_server.base_url: "vllm"}

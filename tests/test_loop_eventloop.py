@@ -33,7 +33,8 @@ with Runner(ctx) as runner:
     for update in runner.stream():
         node = next(iter(update))
         backend = ctx.roles["generator"].inner if "roles" in ctx.__dict__ else None
-        limiter = getattr(backend, "_limiter", None)
+        pool = getattr(backend, "_pool", None)  # the endpoints bound to the run's event loop, once it has one
+        limiter = pool.endpoints[0].limiter if pool is not None else None
         if limiter is not None and not hasattr(limiter, "seen_as"):
             made += 1
             limiter.seen_as = made

@@ -15,7 +15,9 @@ DIM = 1024
 
 
 def cfg_for(bench: str | Path, **over):
-    base = {"task": "nli", "target": 2, "seed_sample": 16, "per_round": 2, "patience": 3,
+    # The node tests check the steps as the paper's rule runs them (sparse counts, nearest_cluster); the default
+    # rule, gain, has its own tests (test_accept_rules.py, test_gain_fast.py).
+    base = {"task": "nli", "graph": "prismatic", "target": 2, "seed_sample": 16, "per_round": 2, "patience": 3,
             "benchmarks": [f"snli200={bench}"], "cluster": {"k_min": 4},
             "featurizer": {"rank_in": 16, "rank_out": 16}}
     return build_run_config(None, {**base, **over})
