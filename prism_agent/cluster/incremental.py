@@ -51,6 +51,7 @@ from prism_agent.cluster.round import ClusterRound, FitRecord, build_round
 from prism_agent.cluster.rows import Rows, as_rows
 from prism_agent.cluster.sparse import sparse_clusters
 from prism_agent.config.cluster import ClusterConfig
+from prism_agent.config.run import FREE_FIELDS
 from prism_agent.errors import BadInputError
 
 Kind = Literal["cold", "warm", "update", "resumed"]
@@ -110,9 +111,9 @@ class SliceRows(PrefixRows):
         return self._rows.take(np.asarray(positions, dtype=np.int64) + self._start)
 
 
-# How later refits are computed: free to change on resume (config/run.py FREE_FIELDS); a saved clustering made
-# with other values is still the one its round's decisions were made with.
-_REFIT_ONLY = {"refit_iterations", "refit_points_per_centroid"}
+# The cluster settings free to change on resume (`config/run.py` FREE_FIELDS: how later refits are computed): a
+# saved clustering made with other values is still the one its round's decisions were made with.
+_REFIT_ONLY = {f.removeprefix("cluster.") for f in FREE_FIELDS if f.startswith("cluster.")}
 
 
 def same_settings(a: ClusterConfig, b: ClusterConfig) -> bool:
