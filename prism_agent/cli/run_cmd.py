@@ -8,7 +8,6 @@ code: 130 with the command that resumes after Ctrl-C/SIGTERM (`cli/interrupt`).
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -178,14 +177,10 @@ def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
                   highlight=False, soft_wrap=True)
     finally:
         if stopped:
-            # The run is checkpointed and its resources closed (the runner's `with` block has ended). A signal
-            # from here on exits at once, with 130; and the process exits now rather than through interpreter
-            # finalization, during which a SIGINT was seen to land after a second signal had abandoned a step
-            # (the handlers back at their defaults), ending the process by SIGINT instead of with 130.
+            # The run is checkpointed and its resources closed (the runner's `with` block has ended): a signal
+            # from here on exits at once, with 130. (The stop's own grace timer can no longer fire: disarming
+            # it waits for a timer already firing, see `loop/stop.py`.)
             exit_on_further_signals()
-            out.file.flush()
-            err.file.flush()
-            os._exit(EXIT_INTERRUPTED)
 
 
 def _plain(updates) -> None:
