@@ -71,10 +71,11 @@ class Run:
         `run()` again resumes."""
         from prism_agent.loop.context import RunContext
         from prism_agent.loop.runner import Runner, environment_errors
+        from prism_agent.run.lock import RunLock
 
         self.result = None
-
-        with environment_errors(self.run_dir, f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"):
+        resume = f"Run(task={self.config.task!r}, run_dir={str(self.run_dir)!r})"
+        with environment_errors(self.run_dir, resume), RunLock(self.run_dir):  # one writer (run/lock.py)
             if self._ctx is None:  # opened once: a second stream() in this process keeps the loaded models
                 self._ctx = RunContext.open(self.run_dir, self.config, allow_config_change=self.force_config,
                                             compute=self.compute)

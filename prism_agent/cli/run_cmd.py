@@ -134,6 +134,7 @@ def run(
     from prism_agent.loop.context import RunContext
     from prism_agent.loop.runner import environment_errors
     from prism_agent.loop.setup import preflight, run_config
+    from prism_agent.run.lock import RunLock
 
     root = run_dir or Path("runs") / task
     overrides = {"task": task, "graph": graph, "target": target, "seeds": tuple(seed) if seed else None,
@@ -145,7 +146,7 @@ def run(
     preflight(root, cfg, force=force, note=lambda text: err.print(f"note: --force-config: {text}", highlight=False,
                                                                   markup=False, soft_wrap=True))
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
-    with environment_errors(root, resume):
+    with environment_errors(root, resume), RunLock(root):  # one writer per run directory (run/lock.py)
         ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
         err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
                   markup=False, soft_wrap=True)
