@@ -33,11 +33,13 @@ def run(task: str, graph: str, out: Path, rounds: int, per_round: int, seeds: in
     cmd = [sys.executable, "-m", "prism_agent.cli.app", "run", "--task", task, "--graph", graph,
            "--target", "1M", "--max-rounds", str(rounds), "--per-round", str(per_round), "--config", str(cfg),
            "--run-dir", str(run_dir), "--plain"]
+    log = out / f"{task}-{graph}.log"  # a file, not a pipe: stopping this script must not kill the run (EPIPE)
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with log.open("a") as fh:
+        done = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{task}/{graph} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{task}/{graph} failed; see {log}")
     status = json.loads(subprocess.run([sys.executable, "-m", "prism_agent.cli.app", "status", str(run_dir),
                                         "--json"], capture_output=True, text=True, check=True).stdout)
     return {"task": task, "graph": graph, "run_dir": str(run_dir), "seconds_this_call": round(seconds, 1),

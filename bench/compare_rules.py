@@ -37,13 +37,15 @@ def run(rule: str, seed: int, out: Path, args) -> dict:
     cfg = out / f"{args.task}-s{seed}.toml"
     cfg.write_text(CONFIG.format(rows=args.rows, seed=seed))
     timing = out / f"{run_dir.name}.time.json"  # the first call's wall time: a resumed call's is partial
+    log = out / f"{run_dir.name}.log"  # a file, not a pipe: stopping this script must not kill the run (EPIPE)
     started = time.perf_counter()
-    done = subprocess.run(cli("run", "--task", args.task, "--graph", rule, "--target", "1M", "--max-rounds",
-                              str(args.rounds), "--per-round", str(args.per_round), "--config", str(cfg),
-                              "--run-dir", str(run_dir), "--plain"), capture_output=True, text=True)
+    with log.open("a") as fh:
+        done = subprocess.run(cli("run", "--task", args.task, "--graph", rule, "--target", "1M", "--max-rounds",
+                                  str(args.rounds), "--per-round", str(args.per_round), "--config", str(cfg),
+                                  "--run-dir", str(run_dir), "--plain"), stdout=fh, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{rule}/s{seed} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{rule}/s{seed} failed; see {log}")
     if not timing.exists():
         timing.write_text(json.dumps({"seconds": round(seconds, 1)}))
     status = json.loads(subprocess.run(cli("status", str(run_dir), "--json"), capture_output=True, text=True,
