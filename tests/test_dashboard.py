@@ -75,3 +75,17 @@ def test_dashboard_shows_one_line_per_endpoint_of_a_role_with_several(tmp_path):
     assert f"{a}  9 calls · 3 failed · 3 moved · down 1× · prefill none · parsed 3/6 (50%)" in text
     assert f"{b}  12 calls · 0 failed · 0 moved · prefill vllm · parsed 8/10 (80%)" in text
     assert f"{c}  no calls yet" in text
+
+
+def test_endpoint_lines_are_for_roles_with_several_endpoints():
+    from prism_agent.cli.run_cmd import _several_endpoints
+    from prism_agent.config.backends import parse_roles
+    from prism_agent.config_files import build_run_config
+
+    two = ["http://127.0.0.1:8001/v1", "http://127.0.0.1:8002/v1"]
+    plain = build_run_config(None, {"task": "nli", "target": 10})
+    cfg = plain.model_copy(update={"roles": parse_roles({
+        "generator": {"backend": "openai", "model": "smollm2", "base_url": two},
+        "solver": {"backend": "openai", "model": "smollm2", "base_url": "http://127.0.0.1:8003/v1"}})})
+    assert _several_endpoints(cfg) == two  # the solver's single endpoint adds no line
+    assert _several_endpoints(plain) == []

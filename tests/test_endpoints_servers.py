@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from prism_agent.config.backends import parse_backend
+from prism_agent.config.backends import parse_backend, parse_roles
 from prism_agent.data.pull import ensure as ensure_data
 from prism_agent.data.reader import iter_samples
 from prism_agent.generators import GenRequest, make_generator
@@ -85,6 +85,50 @@ def test_prefill_probe_and_yield_on_the_llamacpp_launcher(llamacpp_server, tmp_p
     text = _cli("backends", "check", "--role", "generator", "--backend", "openai", "--base-url",
                 llamacpp_server.base_url, "--model", "smollm2")
     assert "does not continue a started answer" in text.stdout
+
+
+def test_run_start_finds_each_endpoints_prefill_mode_before_round_one(llamacpp_server, tmp_path):
+    """With `prefill = "auto"`, the run's first node asks every endpoint of the generator role (or reads
+    endpoints.json) before the seeds and round 1: `status` shows each mode from the start and the first round
+    sends nothing to learn it. An unreachable endpoint is left for its first call; no generation call is made.
+    A resumed run reads the cache instead of asking again."""
+    from prism_agent.loop import steps
+    from prism_agent.loop.context import RunContext
+    from prism_agent.run.status import run_status
+    from tests.support.loop_nodes import cfg_for
+
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    role = {"backend": "openai", "base_url": [llamacpp_server.base_url, refused], "model": "smollm2",
+            "timeout_s": 60}
+    cfg = cfg_for(tmp_path / "bench.jsonl")
+    cfg = cfg.model_copy(update={"roles": parse_roles({"generator": role})})
+    root = tmp_path / "run"
+    ctx = RunContext.open(root, cfg)
+    try:
+        steps.probe_prefill(ctx)
+        gen = getattr(ctx.roles["generator"], "inner", ctx.roles["generator"])
+        modes = {ep.url: (ep.ready, ep.prefill) for ep in gen.pool.endpoints}
+        sent = gen.stats().calls
+    finally:
+        ctx.close()
+    assert modes == {llamacpp_server.base_url: (True, "none"), refused: (False, None)}
+    assert sent == 0  # probes only: no generation call was made or counted
+    assert run_status(root)["prefill"] == {llamacpp_server.base_url: "none"}  # before any round
+    text = _cli("status", root).stdout
+    assert f"endpoint {llamacpp_server.base_url}: does not continue a started answer" in text
+
+    cached = json.loads((root / "endpoints.json").read_text())
+    for entry in cached.values():  # a resumed run must take the cache's word: make it say something else
+        entry["prefill"] = "message"
+    (root / "endpoints.json").write_text(json.dumps(cached))
+    ctx = RunContext.open(root, cfg)
+    try:
+        steps.probe_prefill(ctx)
+        gen = getattr(ctx.roles["generator"], "inner", ctx.roles["generator"])
+        again = {ep.url: ep.prefill for ep in gen.pool.endpoints}
+    finally:
+        ctx.close()
+    assert again == {llamacpp_server.base_url: "message", refused: None}
 
 
 def test_refused_port_429_storm_and_dropped_connections_fail_over(llamacpp_server):
