@@ -112,14 +112,25 @@ def prepare(ctx: RunContext) -> dict:
 
 def probe_prefill(ctx: RunContext) -> None:
     """Before the seeds and round 1: with `[generation] prefill` on and an openai generator whose prefill is
-    `auto`, each of its endpoints' prefill mode is found now (`endpoints.json`, else one probe request each),
-    so `status` shows every endpoint's mode from the run's start, not after hours of seed featurization."""
+    `auto`, each of its endpoints' prefill mode is found now and kept in `endpoints.json` (read, else one probe
+    request each), so `status` shows every endpoint's mode from the run's start, not after hours of seed
+    featurization, and round 1's calls read it from there. A backend of its own does the asking: building the
+    run's roles here would load any embedded solver or judge before the seeds are featurized."""
+    from prism_agent.generators import make_generator
+
     backend = ctx.cfg.roles.of("generator")
-    if not ctx.cfg.generation.prefill or getattr(backend, "backend", None) != "openai":
+    if not ctx.cfg.generation.prefill or getattr(backend, "backend", None) != "openai" or backend.prefill != "auto":
         return
-    generator = ctx.roles["generator"]
-    inner = getattr(generator, "inner", generator)
-    ctx.run_async(inner.prepare_prefill())
+    generator = make_generator(backend)
+    generator.use_state_dir(ctx.paths.root)
+
+    async def ask():
+        try:
+            await generator.prepare_prefill()
+        finally:
+            await generator.aclose()
+
+    ctx.run_async(ask())
 
 
 def calibrate(ctx: RunContext) -> dict | None:
