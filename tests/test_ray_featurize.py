@@ -118,6 +118,29 @@ def test_an_actor_that_cannot_load_is_one_error_line(cluster, resolved):
     assert message.startswith("featurization on Ray failed") and "\n" not in message, message
 
 
+def test_pool_uses_the_actors_the_cluster_can_place(cluster):
+    """Four actors asked for on three 1-CPU nodes: the three that start take every batch (the fourth, never
+    placed, holds none), and 2 CPUs per actor, which no node has, is one error line instead of a wait."""
+    from prism_agent.config.distributed import RayConfig
+    from prism_agent.distributed.featurize import NoOpActor, ordered
+    from prism_agent.distributed.pool import FeaturizerPool
+    from prism_agent.errors import PrismError
+
+    rc, session = _session(cluster, actors=4, batch_size=2)
+    pool = FeaturizerPool(rc, NoOpActor, {"dim": 4})
+    try:
+        chunks = list(ordered(pool.batches([("p", "r")] * 40), 40, 10))
+        assert [c.start for c in chunks] == [0, 10, 20, 30]
+        assert len(pool._loaded) <= 3 and len(pool._loading) >= 1  # the fourth never started, and was not waited on
+        pool.close()
+        wide = FeaturizerPool(RayConfig(address=cluster.address, cpus_per_actor=2), NoOpActor, {"dim": 4})
+        with pytest.raises(PrismError, match="no node of the Ray cluster can hold a featurizer actor"):
+            list(wide.batches([("p", "r")]))
+    finally:
+        pool.close()
+        session.close()
+
+
 @pytest.mark.parametrize("engine", ["pool", "data"])
 def test_worker_node_removed_mid_featurization(cluster, snli_rows, resolved, engine):
     from prism_agent.distributed.featurize import RayFeaturizer, ordered

@@ -173,7 +173,7 @@ class RayFeaturizer:
             from prism_agent.distributed.pool import FeaturizerPool
 
             self._pool = FeaturizerPool(self.ray_config, actor or FeaturizeActor,
-                                        constructor if actor is not None else self.constructor())
+                                        (constructor or {}) if actor is not None else self.constructor())
         return self._pool
 
     def close(self) -> None:

@@ -7,9 +7,10 @@ then a few hundred candidates per round, so that start cost came back every roun
 second core. Here the actors are plain Ray Core actors created once, at the run's first featurization, and
 kept until the run's context closes: each round's rows go to actors that already hold the proxy.
 
-Dispatch is one batch in flight per actor: an actor that finishes gets the next batch, so a slow or restarted
-actor holds up one batch, not a queue. A job of n rows is cut into at least as many batches as there are
-actors (up to `batch_size` rows each), so a small round keeps every actor busy.
+Dispatch is one batch in flight per loaded actor: an actor that finishes gets the next batch, so a slow or
+restarted actor holds up one batch, not a queue, and an actor still loading holds none. A job of n rows is cut
+into at least as many batches as there are actors (up to `batch_size` rows each), so a small round keeps
+every actor busy.
 
 Faults: the actors are created with `max_restarts=-1` and `max_task_retries=-1`, so an actor whose worker or
 node dies is restarted (on another node when its own is gone: `SPREAD` scheduling, the same resources) and
@@ -57,25 +58,27 @@ def _one_line(exc: BaseException) -> str:
 
 class FeaturizerPool:
     """`ray_config.actors` Ray Core actors of `actor_cls` (`featurize.FeaturizeActor`, or the bench's no-op),
-    built with `constructor`, started at the first use and kept until `close()`."""
+    built with `constructor`, started at the first use and kept until `close()`.
+
+    Batches go only to actors that have loaded: one still loading (or one the cluster has no room for: more
+    actors asked for than it can place) holds no batch, so the others take its share instead of the job
+    waiting on it. A cluster with no node that can hold an actor is an error, not a wait."""
 
     def __init__(self, ray_config: RayConfig, actor_cls, constructor: dict):
         self.ray_config = ray_config
         self.actor_cls = actor_cls
         self.constructor = constructor
         self.actors: list = []
+        self._loaded: list = []  # actors whose constructor has returned, in the order they did
+        self._loading: dict = {}  # ready() reference → actor, for the actors still loading
 
     def start(self) -> float:
         """Create the actors (if not yet) and wait until each has loaded; returns the seconds waited. Optional:
-        `batches` starts them too, and a batch sent to an actor still loading waits for it."""
-        import ray
-
+        `batches` starts them too."""
         t0 = time.perf_counter()
         self._create()
-        try:
-            ray.get([a.ready.remote() for a in self.actors])
-        except ray.exceptions.RayError as exc:
-            raise PrismError(f"featurization on Ray failed: {_one_line(exc)}") from exc
+        while self._loading:
+            self._wait_loaded(list(self._loading))
         return time.perf_counter() - t0
 
     def _create(self) -> None:
@@ -84,10 +87,31 @@ class FeaturizerPool:
         import ray
 
         rc = self.ray_config
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not any(n.get("CPU", 0) >= rc.cpus_per_actor and n.get("GPU", 0) >= rc.gpus_per_actor for n in nodes):
+            most = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+            raise PrismError(f"no node of the Ray cluster can hold a featurizer actor ({rc.cpus_per_actor} CPUs, "
+                             f"{rc.gpus_per_actor:g} GPUs: [ray] cpus_per_actor, gpus_per_actor); the largest has "
+                             f"{most.get('CPU', 0):g} CPUs and {most.get('GPU', 0):g} GPUs")
         remote = ray.remote(self.actor_cls).options(
             num_cpus=rc.cpus_per_actor, num_gpus=rc.gpus_per_actor or 0, max_restarts=-1, max_task_retries=-1,
             scheduling_strategy="SPREAD")
         self.actors = [remote.remote(**self.constructor) for _ in range(rc.actors)]
+        self._loading = {a.ready.remote(): a for a in self.actors}
+
+    def _wait_loaded(self, refs: list):
+        """Wait for one of `refs` (results or ready() calls); an actor that finished loading joins `_loaded`.
+        Returns the reference that finished."""
+        import ray
+
+        (ref,), _ = ray.wait(refs, num_returns=1)
+        if ref in self._loading:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as exc:  # a constructor that raised: the same on every actor
+                raise PrismError(f"featurization on Ray failed: {_one_line(exc)}") from exc
+            self._loaded.append(self._loading.pop(ref))
+        return ref
 
     def batches(self, pairs: Sequence[tuple[str, str]]) -> Iterator[dict]:
         """Result batches ({pos, status, feat}) of featurizing `pairs`, as they finish (any order)."""
@@ -95,23 +119,28 @@ class FeaturizerPool:
 
         self._create()
         todo = deque(batch_bounds(len(pairs), self.ray_config.batch_size, len(self.actors)))
-        idle = deque(self.actors)
-        inflight: dict = {}
+        inflight: dict = {}  # result reference → actor
         try:
             while todo or inflight:
-                while todo and idle:
+                busy = set(inflight.values())
+                for actor in [a for a in self._loaded if a not in busy]:
+                    if not todo:
+                        break
                     start, end = todo.popleft()
                     part = pairs[start:end]
                     batch = {"pos": list(range(start, end)), "prompt": [p for p, _ in part],
                              "response": [r for _, r in part]}
-                    actor = idle.popleft()
                     inflight[actor.featurize.remote(batch)] = actor
-                (ref,), _ = ray.wait(list(inflight), num_returns=1)
+                if not inflight and not self._loading:
+                    raise PrismError("featurization on Ray failed: no featurizer actor is left")
+                ref = self._wait_loaded(list(inflight) + list(self._loading))
+                if ref not in inflight:
+                    continue  # an actor finished loading: it gets a batch on the next pass
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     raise PrismError(f"featurization on Ray failed: {_one_line(exc)}") from exc
-                idle.append(inflight.pop(ref))
+                del inflight[ref]
                 yield result
         finally:
             for ref in inflight:  # the caller stopped early (an error): queued batches are not worth running
@@ -128,4 +157,4 @@ class FeaturizerPool:
             for actor in self.actors:
                 with contextlib.suppress(Exception):  # (already dead)
                     ray.kill(actor, no_restart=True)
-        self.actors = []
+        self.actors, self._loaded, self._loading = [], [], {}
