@@ -90,16 +90,19 @@ def test_prefill_probe_and_yield_on_the_llamacpp_launcher(llamacpp_server, tmp_p
 def test_run_start_finds_each_endpoints_prefill_mode_before_round_one(llamacpp_server, tmp_path):
     """With `prefill = "auto"`, the run's first node asks every endpoint of the generator role (or reads
     endpoints.json) before the seeds and round 1: `status` shows each mode from the start, and the round's
-    backend takes it from the cache. An unreachable endpoint is left for its first call. A resumed run reads
-    the cache instead of asking again."""
+    backend takes it from the cache. An unreachable endpoint, or one that answers the probe with 429s (the
+    FAULT INJECTOR, a test fake), is left for its first call, not the run's error. A resumed run reads the
+    cache instead of asking again."""
     from prism_agent.loop import steps
     from prism_agent.loop.context import RunContext
     from prism_agent.run.status import run_status
     from tests.support.loop_nodes import cfg_for
 
     refused = f"http://127.0.0.1:{free_port()}/v1"
-    role = {"backend": "openai", "base_url": [llamacpp_server.base_url, refused], "model": "smollm2",
-            "timeout_s": 60}
+    storm = FaultInjector(llamacpp_server.base_url.rsplit("/v1", 1)[0], rate=1.0, faults=("429",),
+                          retry_after_s=0.05).start()
+    role = {"backend": "openai", "base_url": [llamacpp_server.base_url, refused, storm.base_url],
+            "model": "smollm2", "timeout_s": 60}
     cfg = cfg_for(tmp_path / "bench.jsonl")
     cfg = cfg.model_copy(update={"roles": parse_roles({"generator": role})})
     root = tmp_path / "run"
@@ -109,6 +112,7 @@ def test_run_start_finds_each_endpoints_prefill_mode_before_round_one(llamacpp_s
         assert "roles" not in ctx.__dict__  # the run's own backends (an embedded solver) are not built yet
     finally:
         ctx.close()
+        storm.stop()
     assert run_status(root)["prefill"] == {llamacpp_server.base_url: "none"}  # before any round
     text = _cli("status", root).stdout
     assert f"endpoint {llamacpp_server.base_url}: does not continue a started answer" in text

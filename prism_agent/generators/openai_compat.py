@@ -12,6 +12,7 @@ whether it continues a started answer (`prefill.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -158,14 +159,13 @@ class OpenAIGenerator(Generator):
         for ep in self.pool.endpoints:
             await probe(self._one(ep.url), lambda ep=ep: self.served_models(ep))
 
-    async def prepare_prefill(self) -> dict[str, str]:
-        """At run start: each endpoint's prefill mode (the run's cache, else one probe), so `status` shows it
-        from the start, and every endpoint has it before its first call. An unreachable endpoint is left for
-        its first call (preflight has said so). Returns the modes found, by URL."""
+    async def prepare_prefill(self) -> None:
+        """At run start: each endpoint's prefill mode (cache, else one probe), for `status` from the start. One that
+        fails now (no answer, a 5xx; refusals were preflight's) is left for its first call, where retries apply."""
         self._bind_loop()
         for ep in self.pool.endpoints:
-            await self._ready(ep, prefill=True)
-        return {ep.url: ep.prefill for ep in self.pool.endpoints if ep.prefill is not None}
+            with contextlib.suppress(Exception):
+                await self._ready(ep, prefill=True)
 
     async def _ready(self, ep: Endpoint, prefill: bool) -> None:
         """Before an endpoint's first call: the probe (once), and with a started answer, whether the endpoint
