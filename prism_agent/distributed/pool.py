@@ -17,8 +17,8 @@ node dies is restarted (on another node when its own is gone: `SPREAD` schedulin
 the batch it held is submitted to it again; each batch's result reaches the driver once. An error raised by
 the featurizer itself is not retried: it ends the job as one `error:` line. An actor that cannot load (a
 missing model) is not restarted (Ray restarts dead processes, not constructors that raise): the pool's wait
-for it to load ends the job with the loader's error. The caller (`featurize.ordered`) still checks that every position came back
-exactly once before anything is committed.
+for it to load ends the job with the loader's error. The caller (`featurize.ordered`) still checks that every
+position came back exactly once before anything is committed.
 """
 
 from __future__ import annotations
