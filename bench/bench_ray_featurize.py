@@ -12,11 +12,18 @@ default featurizer (`fast`, the config's defaults, dtype resolved for this machi
                began to the last one it finished (the actors record their own times);
   no-op jobs   the same pool shape with a UDF that returns zeros, over the same rows in `--batch-size` and in
                4-row batches: the slope of the job's time over its number of batches is Ray's own cost per
-               batch (scheduling, serialization, the object store), without the actors' start.
+               batch (scheduling, serialization, the object store), without the actors' start;
+  pool start   the run's long-lived pool (`distributed/pool.py`: Ray Core actors, 1 CPU and 1 thread each):
+               seconds from creating its actors to every actor having loaded the proxy (paid once per run);
+  warm pool    that pool, each actor first warmed on the 16 other rows (as the local path is), then the same
+               192 rows timed from submission to the last row back: what each later round pays;
+  pool no-op   the pool's own cost per batch, as for the jobs (a started pool of no-op actors, the same rows in
+               `--batch-size` and in 4-row batches).
 
 A private local Ray of 2 CPUs is started (object store 200 MB, no dashboard) and stopped at the end.
 
     python bench/bench_ray_featurize.py --out bench/out/ray-featurize [--batch-size 32] [--rows 192]
+    python bench/bench_ray_featurize.py --out /tmp/ray-tiny --rows 8 --batch-size 4   # the script works (seconds)
 """
 
 from __future__ import annotations
@@ -55,6 +62,46 @@ def local(rows: list[dict], warm: list[dict], config) -> tuple[float, np.ndarray
     seconds = time.perf_counter() - t0
     featurizer.close()
     return seconds, feats
+
+
+def warm_pool(rc, config, ctor: dict, pairs: list, warm: list[dict], actor_cls) -> dict:
+    """The run's pool: started once (timed), each actor warmed on `warm`, then `pairs` timed; and the pool's
+    own cost per batch with no-op actors. Every pool is closed before returning."""
+    import ray
+
+    from prism_agent.distributed.featurize import NoOpActor, RayFeaturizer, ordered
+    from prism_agent.distributed.pool import FeaturizerPool
+
+    out: dict = {}
+    f = RayFeaturizer(rc, config)  # engine="pool", as a run
+    try:
+        pool = f.pool(actor_cls, ctor)
+        out["pool_start_s"] = pool.start()
+        batch = {"pos": list(range(len(warm))), "prompt": [r["prompt"] for r in warm],
+                 "response": [r["response"] for r in warm]}
+        ray.get([a.featurize.remote(batch) for a in pool.actors])  # each actor warmed, as the local path is
+        t0 = time.perf_counter()
+        batches = list(f.batches(pairs))
+        out["warm_pool_s"] = time.perf_counter() - t0
+        out["warm_pool_batches_per_actor"] = sorted(np.unique([int(b["pid"][0]) for b in batches],
+                                                              return_counts=True)[1].tolist())
+        out["pool_feats"] = next(ordered(batches, len(pairs), len(pairs))).feats
+    finally:
+        f.close()
+    noop = {}
+    for size in (rc.batch_size, 4):
+        p = FeaturizerPool(rc.model_copy(update={"batch_size": size}), NoOpActor, {"dim": config.dim})
+        try:
+            p.start()
+            t0 = time.perf_counter()
+            n = len(list(p.batches(pairs)))
+            noop[size] = (n, time.perf_counter() - t0)
+        finally:
+            p.close()
+    (n_big, t_big), (n_small, t_small) = noop[rc.batch_size], noop[4]
+    out["pool_noop_s"] = {f"{n} batches": round(t, 3) for n, t in noop.values()}
+    out["pool_noop_per_batch_s"] = (t_small - t_big) / (n_small - n_big) if n_small > n_big else None
+    return out
 
 
 def main() -> None:
@@ -108,7 +155,7 @@ def main() -> None:
         from prism_agent.distributed.session import _quiet_data
 
         _quiet_data()
-        f = RayFeaturizer(rc, config)
+        f = RayFeaturizer(rc, config, engine="data")
         pairs = [(r["prompt"], r["response"]) for r in rows]
         ctor = {"proxy": None, "config": f.config.model_dump(), "max_length": None, "threads": 1}
         t0 = time.perf_counter()
@@ -127,13 +174,18 @@ def main() -> None:
             report["rel_diff_vs_local"] = {"max": float(rel.max()), "median": float(np.median(rel))}
         noop = {}
         for size in (args.batch_size, 4):  # the slope over the number of batches: Ray's cost per batch
-            g = RayFeaturizer(rc.model_copy(update={"batch_size": size}), config)
+            g = RayFeaturizer(rc.model_copy(update={"batch_size": size}), config, engine="data")
             t0 = time.perf_counter()
             n = len(list(g.batches(pairs, actor=NoOpActor, constructor={"dim": config.dim})))
             noop[size] = (n, time.perf_counter() - t0)
         (n_big, t_big), (n_small, t_small) = noop[args.batch_size], noop[4]
         report["noop_job_s"] = {f"{n} batches": round(t, 3) for n, t in (noop[args.batch_size], noop[4])}
         report["noop_per_batch_s"] = (t_small - t_big) / (n_small - n_big) if n_small > n_big else None
+        report.update(warm_pool(rc, config, ctor, pairs, warm, TimedActor))
+        if not args.skip_local:
+            rel = np.linalg.norm(report.pop("pool_feats") - local_feats, axis=1) / np.linalg.norm(local_feats, axis=1)
+            report["pool_rel_diff_vs_local"] = {"max": float(rel.max()), "median": float(np.median(rel))}
+        report.pop("pool_feats", None)
     finally:
         session.close()
         ray.shutdown()
@@ -141,6 +193,7 @@ def main() -> None:
     if "local_s" in report:
         report["speedup_job"] = report["local_s"] / report["ray_job_s"]
         report["speedup_steady"] = report["local_s"] / report["ray_steady_s"]
+        report["speedup_warm_pool"] = report["local_s"] / report["warm_pool_s"]
     print(json.dumps(report, indent=1))
     (out / f"report-b{args.batch_size}.json").write_text(json.dumps(report, indent=1))
 

@@ -188,7 +188,8 @@ def _featurize_on_ray(ray: RayConfig, store: FeatureStore, config: FeaturizerCon
     session = RaySession.open(ray)
     computed, done = 0, start_row
     try:
-        featurizer = RayFeaturizer(ray, config, proxy=proxy, max_length=max_length)
+        # one bulk job: Ray Data's own pool, started for it (a run keeps a pool instead: distributed/pool.py)
+        featurizer = RayFeaturizer(ray, config, proxy=proxy, max_length=max_length, engine="data")
         for chunk in featurizer.chunks([(s.prompt, s.response) for s in items], shard_size):
             part = items[chunk.start: chunk.start + len(chunk.status)]
             kept = chunk.kept

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from prism_agent.config.backends import parse_backend
+from prism_agent.config.backends import parse_backend, parse_roles
 from prism_agent.data.pull import ensure as ensure_data
 from prism_agent.data.reader import iter_samples
 from prism_agent.generators import GenRequest, make_generator
@@ -85,6 +85,58 @@ def test_prefill_probe_and_yield_on_the_llamacpp_launcher(llamacpp_server, tmp_p
     text = _cli("backends", "check", "--role", "generator", "--backend", "openai", "--base-url",
                 llamacpp_server.base_url, "--model", "smollm2")
     assert "does not continue a started answer" in text.stdout
+
+
+def test_run_start_finds_each_endpoints_prefill_mode_before_round_one(llamacpp_server, tmp_path):
+    """With `prefill = "auto"`, the run's first node asks every endpoint of the generator role (or reads
+    endpoints.json) before the seeds and round 1: `status` shows each mode from the start, and the round's
+    backend takes it from the cache. An unreachable endpoint, or one that answers the probe with 429s (the
+    FAULT INJECTOR, a test fake), is left for its first call, not the run's error. A resumed run reads the
+    cache instead of asking again."""
+    from prism_agent.loop import steps
+    from prism_agent.loop.context import RunContext
+    from prism_agent.run.status import run_status
+    from tests.support.loop_nodes import cfg_for
+
+    refused = f"http://127.0.0.1:{free_port()}/v1"
+    storm = FaultInjector(llamacpp_server.base_url.rsplit("/v1", 1)[0], rate=1.0, faults=("429",),
+                          retry_after_s=0.05).start()
+    role = {"backend": "openai", "base_url": [llamacpp_server.base_url, refused, storm.base_url],
+            "model": "smollm2", "timeout_s": 60}
+    cfg = cfg_for(tmp_path / "bench.jsonl")
+    cfg = cfg.model_copy(update={"roles": parse_roles({"generator": role})})
+    root = tmp_path / "run"
+    ctx = RunContext.open(root, cfg)
+    try:
+        steps.probe_prefill(ctx)
+        assert "roles" not in ctx.__dict__  # the run's own backends (an embedded solver) are not built yet
+    finally:
+        ctx.close()
+        storm.stop()
+    assert run_status(root)["prefill"] == {llamacpp_server.base_url: "none"}  # before any round
+    text = _cli("status", root).stdout
+    assert f"endpoint {llamacpp_server.base_url}: does not continue a started answer" in text
+
+    cached = json.loads((root / "endpoints.json").read_text())
+    for entry in cached.values():  # the run must take the cache's word from now on: make it say something else
+        entry["prefill"] = "message"
+    (root / "endpoints.json").write_text(json.dumps(cached))
+    ctx = RunContext.open(root, cfg)  # resumed
+    try:
+        steps.probe_prefill(ctx)
+        gen = getattr(ctx.roles["generator"], "inner", ctx.roles["generator"])
+        modes = ctx.run_async(_modes(gen))
+    finally:
+        ctx.close()
+    assert modes == {llamacpp_server.base_url: "message"}  # the round's backend: from the cache, not asked again
+    assert [e["prefill"] for e in json.loads((root / "endpoints.json").read_text()).values()] == ["message"]
+
+
+async def _modes(gen) -> dict[str, str]:
+    """How the round's backend will send each endpoint a started answer (the cached ones: the refused one
+    would be asked at its first call)."""
+    return {ep.url: await gen.prefill_mode(ep) for ep in gen.pool.endpoints
+            if gen.prefill_cache.get(ep.url, gen.cfg.model) is not None}
 
 
 def test_refused_port_429_storm_and_dropped_connections_fail_over(llamacpp_server):

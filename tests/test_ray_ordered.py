@@ -5,6 +5,8 @@ Ray Data's `iter_batches` yields), no cluster."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,17 @@ def test_a_row_back_twice_or_never_is_an_error():
         for chunk in ordered(iter([_batch([0, 1]), _batch([3])]), total=4, size=2):
             got.append(chunk.start)
     assert got == [0]  # rows before the gap were handed on; nothing after it
+
+
+def test_pool_batches_cover_every_row_once_and_spread_over_the_actors():
+    from prism_agent.distributed.pool import batch_bounds
+
+    assert batch_bounds(192, 96, 2) == [(0, 96), (96, 192)]
+    assert batch_bounds(192, 64, 2) == [(0, 48), (48, 96), (96, 144), (144, 192)]  # 3 calls would idle an actor
+    assert batch_bounds(5, 64, 2) == [(0, 3), (3, 5)]
+    assert batch_bounds(1, 64, 4) == [(0, 1)] and batch_bounds(0, 64, 2) == []
+    for n, size, actors in ((1000, 64, 3), (7, 2, 2), (100_003, 64, 8)):
+        bounds = batch_bounds(n, size, actors)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+        assert max(e - s for s, e in bounds) <= size and len(bounds) % actors == 0

@@ -66,10 +66,19 @@ def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
 
     dash = Dashboard(ctx.manifest.run_id, ctx.cfg.task, ctx.target, ctx.pool.accepted.count, {},
                      compute=ctx.compute.short())
+    dash.endpoint_urls = _several_endpoints(ctx.cfg)
+    if dash.endpoint_urls:  # a resumed run: what earlier processes learnt, from the start
+        from prism_agent.run.status import endpoint_info
+
+        dash.endpoints = endpoint_info(ctx.paths.root)
     with Live(dash, console=out, refresh_per_second=2, transient=False) as live, _say_through(stop, live.console):
         for update in updates:
             node, data = next(iter(update.items()))
             dash.update(node, data)
+            if dash.endpoint_urls and node in ENDPOINT_NODES:  # prefill modes, parse yield, a round's calls
+                from prism_agent.run.status import endpoint_info
+
+                dash.endpoints = endpoint_info(ctx.paths.root)
             if "roles" in ctx.__dict__:  # backends are built lazily by the first step that needs them
                 dash.roles = {role: g.model_id for role, g in ctx.roles.items()}
                 dash.tokens = {role: (getattr(g, "tokens", 0), getattr(g, "busy_s", 0.0))
@@ -78,6 +87,23 @@ def _live(ctx, updates, stop: GracefulStop | None = None) -> None:
                 errors = [f"{g.kind}: {st.retries} retries ({', '.join(st.reasons)})" for g in set(inner)
                           for st in [g.stats()] if st.retries]
                 dash.errors = errors
+
+
+# the nodes after which the per-endpoint lines can change: prefill probed (prepare), parse yield written
+# (generate), a round's calls counted (its usage event, at commit), and the last one
+ENDPOINT_NODES = (Step.PREPARE, Step.GENERATE, Step.COMMIT, Step.FINISH)
+
+
+def _several_endpoints(cfg) -> list[str]:
+    """The endpoint URLs of the roles that list several (each once, in role order)."""
+    from prism_agent.config.backends import ROLES, OpenAIBackendConfig
+
+    urls: list[str] = []
+    for role in ROLES:
+        backend = cfg.roles.of(role)
+        if isinstance(backend, OpenAIBackendConfig) and len(backend.base_urls) > 1:
+            urls += [u for u in backend.base_urls if u not in urls]
+    return urls
 
 
 @contextmanager

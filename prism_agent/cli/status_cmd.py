@@ -15,7 +15,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="one JSON object (target, accepted, rounds, g_vendi, …)"),
 ) -> None:
     """Show a run's progress: accepted/target, rounds, G-Vendi over rounds, the last round's funnel."""
-    from prism_agent.run.status import run_status
+    from prism_agent.run.status import endpoint_line, run_status
 
     info = run_status(run_dir)
     if as_json:
@@ -40,30 +40,13 @@ def status(
         out.print(f"  endpoint retries: {info['retries']}{why}, failed calls: {info['failures']}", **line)
     for name in {**info["endpoints"], **info["prefill"], **info["parse_yield"]}:
         kind = "endpoint" if "://" in name else "backend"  # an embedded backend is named by its model id
-        out.print(f"  {kind} {name}: {_endpoint_line(info, name)}", **line)
+        out.print(f"  {kind} {name}: {endpoint_line(info, name)}", **line)
     if info["skipped_requests"]:
         steps = ", ".join(f"{step} {n}" for step, n in info["skipped_requests"].items())
         first = max(info["skipped_reasons"].items(), key=lambda kv: kv[1])[0]
         out.print(f"  requests failed for good and skipped: {steps} (most often: {first})", **line)
     if info["stop_reason"]:
         out.print(f"  stopped: {info['stop_reason']}", **line)
-
-
-def _endpoint_line(info: dict, name: str) -> str:
-    """One endpoint's calls, how it is sent a started answer, and its parse yield, as far as known."""
-    from prism_agent.generators.prefill import describe
-
-    parts = []
-    if (c := info["endpoints"].get(name)) is not None:
-        down = f", marked down {c['downs']}×" if c["downs"] else ""
-        parts.append(f"{c['requests']} calls, {c['failures']} failed, {c['failovers']} moved to another "
-                     f"endpoint{down}")
-    if (mode := info["prefill"].get(name)) is not None:
-        parts.append(describe(mode))
-    if (y := info["parse_yield"].get(name)) is not None:
-        share = f" ({y['parsed'] / y['completions']:.0%})" if y["completions"] else ""
-        parts.append(f"parse yield {y['parsed']} of {y['completions']} completions{share}")
-    return "; ".join(parts)
 
 
 def export(

@@ -7,6 +7,7 @@ driver commits them as shards exactly as the local path does.
 
 - `session.py`: connecting to a cluster (or starting a private local one) with a runtime environment that
   lets workers import this checkout's `prism_agent`.
-- `featurize.py`: featurization with `Dataset.map_batches` over a pool of actors that each load the proxy and
-  the featurizer once.
+- `featurize.py`: the featurizer actor (loads the proxy and the featurizer once), rows back in order, and
+  `measure`'s one-off Ray Data job (`Dataset.map_batches` over a pool of such actors).
+- `pool.py`: a run's pool of such actors, started at its first featurization and kept for every round.
 """

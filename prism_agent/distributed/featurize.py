@@ -1,4 +1,9 @@
-"""Gradient features on a Ray cluster: `Dataset.map_batches` over a fixed pool of featurizer actors.
+"""Gradient features on a Ray cluster: featurizer actors that load the proxy once, fed batches of rows.
+
+Two ways to run the actors (README "Running on a Ray cluster" says which command uses which): a run keeps a
+pool of Ray Core actors for its whole life (`pool.py`, `engine="pool"`), so each round's candidates go to
+actors that already hold the proxy; `measure --ray`, one bulk job, uses Ray Data (`Dataset.map_batches` over an
+`ActorPoolStrategy`, `engine="data"`), which builds its pool for that job.
 
 Each actor (`FeaturizeActor`) loads the proxy and the project's own featurizer (`gradients.base.make_featurizer`)
 once, with the driver's resolved `FeaturizerConfig`: the same kind, rank, projection seed and dtype as the local
@@ -9,9 +14,9 @@ own batch plans; tests/test_ray_featurize.py pins both.) Actors also tokenize (`
 driver needs neither the model nor the tokenizer: it only ships (prompt, response) pairs and gets back, per row,
 its position, a status (featurized, featurized after truncation, too long for the proxy) and its feature row.
 
-Faults: Ray Data creates a pool's actors with `max_restarts=-1` and `max_task_retries=-1` unless told
-otherwise (`ActorPoolMapOperator._apply_default_remote_args` in Ray 2.60; passing them, or a
-`ray_remote_args_fn`, to `map_batches` is deprecated there), so an actor whose worker or node dies is
+Faults (the run's pool: `pool.py`): Ray Data creates a pool's actors with `max_restarts=-1` and
+`max_task_retries=-1` unless told otherwise (`ActorPoolMapOperator._apply_default_remote_args` in Ray 2.60;
+passing them, or a `ray_remote_args_fn`, to `map_batches` is deprecated there), so an actor whose worker or node dies is
 restarted (on another node when its own is gone) and the batch it held runs again; a batch's output reaches
 the driver once, from the attempt that finished. An actor that dies while loading (a missing model) is not
 restarted forever: `DataContext.max_consecutive_actor_init_deaths` ends the job with its error. The driver
@@ -39,7 +44,8 @@ OK, TRUNCATED, TOO_LONG = 0, 1, 2  # a row's status as the actor reports it
 
 
 class FeaturizeActor:
-    """The map_batches UDF: loaded once per actor, then called with batches of {pos, prompt, response}."""
+    """The map_batches UDF, and the pool's actor class: loaded once per actor, then called with batches of
+    {pos, prompt, response}."""
 
     def __init__(self, proxy: str | None, config: dict, max_length: int | None, threads: int):
         import torch
@@ -71,6 +77,14 @@ class FeaturizeActor:
             feats[where] = self.featurizer.featurize(encoded)
         return {"pos": np.asarray(batch["pos"], dtype=np.int64), "status": status, "feat": feats}
 
+    def featurize(self, batch: dict) -> dict[str, np.ndarray]:
+        """The pool's call (a Ray Core actor method; Ray Data calls the instance)."""
+        return self(batch)
+
+    def ready(self) -> bool:
+        """Returns once the constructor has run: what the pool waits on to time the actors' start."""
+        return True
+
 
 class NoOpActor:
     """The same pool and batches without the work: what `bench/bench_ray_featurize.py` times as Ray's own
@@ -83,6 +97,9 @@ class NoOpActor:
         n = len(batch["pos"])
         return {"pos": np.asarray(batch["pos"], dtype=np.int64), "status": np.zeros(n, dtype=np.int8),
                 "feat": np.zeros((n, self.dim), dtype=np.float32)}
+
+    featurize = FeaturizeActor.featurize
+    ready = FeaturizeActor.ready
 
 
 @dataclass
@@ -127,16 +144,43 @@ def ordered(batches, total: int, size: int) -> Iterator[Chunk]:
 
 
 class RayFeaturizer:
-    """Featurizes (prompt, response) pairs on the connected Ray cluster with the given resolved config."""
+    """Featurizes (prompt, response) pairs on the connected Ray cluster with the given resolved config.
+
+    `engine="pool"` (a run): the actors are started at the first call and kept until `close()`, every later
+    call reuses them. `engine="data"` (`measure`): each call is a Ray Data job with its own actors."""
 
     def __init__(self, ray_config: RayConfig, config: FeaturizerConfig, proxy: str | None = None,
-                 max_length: int | None = None):
+                 max_length: int | None = None, engine: str = "pool"):
         if config.dtype == "auto":
             raise ValueError("RayFeaturizer needs a resolved featurizer dtype (gradients.base.resolve_featurizer)")
+        if engine not in ("pool", "data"):
+            raise ValueError(f"engine must be 'pool' or 'data', not {engine!r}")
         self.ray_config = ray_config
         self.config = config.model_copy(update={"threads": ray_config.cpus_per_actor})
         self.proxy = proxy
         self.max_length = max_length
+        self.engine = engine
+        self._pool = None
+
+    def constructor(self) -> dict:
+        """FeaturizeActor's arguments: the driver's resolved config, so every actor makes the same features."""
+        return {"proxy": self.proxy, "config": self.config.model_dump(), "max_length": self.max_length,
+                "threads": self.ray_config.cpus_per_actor}
+
+    def pool(self, actor=None, constructor: dict | None = None):
+        """The long-lived actor pool (`pool.py`), made on first use (its actors start at the first batch)."""
+        if self._pool is None:
+            from prism_agent.distributed.pool import FeaturizerPool
+
+            self._pool = FeaturizerPool(self.ray_config, actor or FeaturizeActor,
+                                        (constructor or {}) if actor is not None else self.constructor())
+        return self._pool
+
+    def close(self) -> None:
+        """End the pool's actors, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _map_args(self) -> dict:
         import ray.data
@@ -159,11 +203,13 @@ class RayFeaturizer:
         return ray.data.from_items(items, override_num_blocks=blocks)
 
     def batches(self, pairs: Sequence[tuple[str, str]], actor=None, constructor: dict | None = None):
-        """The result batches of featurizing `pairs`, as they finish (any order)."""
+        """The result batches of featurizing `pairs`, as they finish (any order). `actor`/`constructor`: another
+        actor class (the bench's no-op); with the pool engine they apply to the pool's first creation only."""
+        if self.engine == "pool":
+            yield from self.pool(actor, constructor).batches(pairs)
+            return
         if actor is None:
-            actor = FeaturizeActor
-            constructor = {"proxy": self.proxy, "config": self.config.model_dump(), "max_length": self.max_length,
-                           "threads": self.ray_config.cpus_per_actor}
+            actor, constructor = FeaturizeActor, self.constructor()
         ds = self._dataset(pairs).map_batches(actor, fn_constructor_kwargs=constructor or {}, **self._map_args())
         try:
             yield from ds.iter_batches(batch_size=None, batch_format="numpy")

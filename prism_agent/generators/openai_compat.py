@@ -12,6 +12,7 @@ whether it continues a started answer (`prefill.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -158,11 +159,19 @@ class OpenAIGenerator(Generator):
         for ep in self.pool.endpoints:
             await probe(self._one(ep.url), lambda ep=ep: self.served_models(ep))
 
-    async def _ready(self, ep: Endpoint, request: GenRequest) -> None:
+    async def prepare_prefill(self) -> None:
+        """At run start: each endpoint's prefill mode (cache, else one probe), for `status` from the start. One that
+        fails now (no answer, a 5xx; refusals were preflight's) is left for its first call, where retries apply."""
+        self._bind_loop()
+        for ep in self.pool.endpoints:
+            with contextlib.suppress(Exception):
+                await self._ready(ep, prefill=True)
+
+    async def _ready(self, ep: Endpoint, prefill: bool) -> None:
         """Before an endpoint's first call: the probe (once), and with a started answer, whether the endpoint
         continues one (`prefill.py`: the run's cache, else one probe request). An unreachable endpoint passes
         unprobed: its call fails as calls do, and it is probed again before its next one."""
-        if ep.ready and (request.prefill is None or ep.prefill is not None):
+        if ep.ready and (not prefill or ep.prefill is not None):
             return
         async with ep.lock:
             if not ep.ready:
@@ -173,7 +182,7 @@ class OpenAIGenerator(Generator):
                 except EndpointError as exc:
                     raise GenerationError(str(exc)) from None
                 ep.ready = True
-            if request.prefill is not None and ep.prefill is None:
+            if prefill and ep.prefill is None:
                 ep.prefill = await self.prefill_mode(ep)
 
     async def prefill_mode(self, ep: Endpoint) -> str:
@@ -279,7 +288,7 @@ class OpenAIGenerator(Generator):
             started = time.perf_counter()
             self._stats.calls += 1
             try:
-                await self._ready(ep, request)
+                await self._ready(ep, prefill=request.prefill is not None)
                 completions, usage = await self._create(ep, request, n, seed)
             except BadInputError:
                 await pool.release(ep, ok=False)

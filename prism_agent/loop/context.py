@@ -101,7 +101,9 @@ class RunContext:
         Ray cluster if the run connected to it. The loaded models stay (they are shared by the process). A
         later `run_async` opens a new loop (a later featurization, a new Ray connection)."""
         session = self.__dict__.pop("_ray_session", None)
-        self.__dict__.pop("ray_featurizer", None)
+        featurizer = self.__dict__.pop("ray_featurizer", None)
+        if featurizer is not None:
+            featurizer.close()  # the run's actor pool, before leaving the cluster
         if session is not None:
             session.close()
         if "aio" not in self.__dict__:
@@ -173,7 +175,9 @@ class RunContext:
     @cached_property
     def ray_featurizer(self):
         """The run's featurizer on a Ray cluster (`distributed/featurize.py`), or None when the run does not ask
-        for Ray (`[ray]`, `--ray`). Connecting happens here, at the first featurization, not at open."""
+        for Ray (`[ray]`, `--ray`). Connecting happens here, at the first featurization, not at open; its actor
+        pool (`distributed/pool.py`) is started at that first featurization and kept for every later one (the
+        seeds and each round), until `close`."""
         if self.cfg.ray is None:
             return None
         from prism_agent.distributed.featurize import RayFeaturizer

@@ -100,6 +100,7 @@ def prepare(ctx: RunContext) -> dict:
     are each committed as a shard, so a kill loses at most one (`loop/seed_features.py`)."""
     from prism_agent.loop.seed_features import featurize_seeds
 
+    probe_prefill(ctx)
     if not ctx.pool.has_seeds:
         sources = list(ctx.cfg.seeds or ctx.task.seeds)
         rows = sample_seeds(sources, ctx.cfg.seed_rows(count_rows(sources)), ctx.cfg.seed)
@@ -107,6 +108,29 @@ def prepare(ctx: RunContext) -> dict:
     if ctx.pool.accepted.last.features == 0:  # nothing committed yet: the store may lack seed chunks
         featurize_seeds(ctx)
     return PrepareSummary(seeds=ctx.pool.seed_count(), pool=len(ctx.feature_store())).as_json()
+
+
+def probe_prefill(ctx: RunContext) -> None:
+    """Before the seeds and round 1: with `[generation] prefill` on and an openai generator whose prefill is
+    `auto`, each of its endpoints' prefill mode is found now and kept in `endpoints.json` (read, else one probe
+    request each), so `status` shows every endpoint's mode from the run's start, not after hours of seed
+    featurization, and round 1's calls read it from there. A backend of its own does the asking: building the
+    run's roles here would load any embedded solver or judge before the seeds are featurized."""
+    from prism_agent.generators import make_generator
+
+    backend = ctx.cfg.roles.of("generator")
+    if not ctx.cfg.generation.prefill or getattr(backend, "backend", None) != "openai" or backend.prefill != "auto":
+        return
+    generator = make_generator(backend)
+    generator.use_state_dir(ctx.paths.root)
+
+    async def ask():
+        try:
+            await generator.prepare_prefill()
+        finally:
+            await generator.aclose()
+
+    ctx.run_async(ask())
 
 
 def calibrate(ctx: RunContext) -> dict | None:

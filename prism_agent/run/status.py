@@ -46,6 +46,32 @@ def run_status(root: Path) -> dict:
     }
 
 
+def endpoint_info(root: Path) -> dict:
+    """Only the per-endpoint part of `run_status` ({endpoints, prefill, parse_yield}): what the live dashboard
+    shows per endpoint, from the same files (usage events, `endpoints.json`, the generate step files)."""
+    paths = RunPaths(Path(root))
+    usage = [e for e in EventLog(paths.events) if e.get("kind") == "usage"]
+    return _endpoints(usage, paths)
+
+
+def endpoint_line(info: dict, name: str) -> str:
+    """One endpoint's calls, how it is sent a started answer, and its parse yield, as far as known (`status`
+    and the dashboard)."""
+    from prism_agent.generators.prefill import describe
+
+    parts = []
+    if (c := info["endpoints"].get(name)) is not None:
+        down = f", marked down {c['downs']}×" if c["downs"] else ""
+        parts.append(f"{c['requests']} calls, {c['failures']} failed, {c['failovers']} moved to another "
+                     f"endpoint{down}")
+    if (mode := info["prefill"].get(name)) is not None:
+        parts.append(describe(mode))
+    if (y := info["parse_yield"].get(name)) is not None:
+        share = f" ({y['parsed'] / y['completions']:.0%})" if y["completions"] else ""
+        parts.append(f"parse yield {y['parsed']} of {y['completions']} completions{share}")
+    return "; ".join(parts)
+
+
 def _skipped(paths: RunPaths) -> dict:
     """Requests that failed for good and were skipped (run/failures.py), per step and per reason."""
     from prism_agent.run.failures import failed_counts

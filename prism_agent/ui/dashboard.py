@@ -1,5 +1,7 @@
 """The live dashboard of `prism-agent run`: progress with ETA, the funnel of this round and of the run,
-G-Vendi over rounds, tokens/s per role, and backend retries and errors.
+G-Vendi over rounds, tokens/s per role, backend retries and errors, and, for a role with several endpoints,
+one line per endpoint (calls, failures, failovers, prefill mode, parse yield: what `status` shows, from the
+same files, `run.status.endpoint_info`).
 
 It is fed the graph's node updates (`update(node, data)`) and renders with rich's `Live`; `lines()`
 gives the same information as plain log lines for non-TTY output.
@@ -51,6 +53,8 @@ class Dashboard:
         self.tokens: dict[str, tuple[int, float]] = {}  # role → (tokens, seconds)
         self.errors: list[str] = []
         self.stop_reason: str | None = None
+        self.endpoint_urls: list[str] = []  # the URLs of roles with several endpoints: one line each
+        self.endpoints: dict = {}  # run.status.endpoint_info: {endpoints, prefill, parse_yield}
 
     # ---- feeding -----------------------------------------------------------------------------------------
 
@@ -77,6 +81,23 @@ class Dashboard:
                 self.total[k] += v
         if node == Step.FINISH:
             self.stop_reason = data.get("stop_reason")
+
+    def endpoint_lines(self) -> list[tuple[str, str]]:
+        """(URL, what is known about it) for each endpoint of a role that has several; an endpoint not yet
+        called, probed or parsed from shows as waiting."""
+        info = self.endpoints or {}
+        out = []
+        for url in self.endpoint_urls:
+            parts = []
+            if (c := (info.get("endpoints") or {}).get(url)) is not None:
+                down = f" · down {c['downs']}×" if c["downs"] else ""
+                parts.append(f"{c['requests']} calls · {c['failures']} failed · {c['failovers']} moved{down}")
+            if (mode := (info.get("prefill") or {}).get(url)) is not None:
+                parts.append(f"prefill {mode}")
+            if (y := (info.get("parse_yield") or {}).get(url)) is not None and y["completions"]:
+                parts.append(f"parsed {y['parsed']}/{y['completions']} ({y['parsed'] / y['completions']:.0%})")
+            out.append((url, " · ".join(parts) or "no calls yet"))
+        return out
 
     def error(self, text: str) -> None:
         self.errors = [*self.errors, text][-5:]
@@ -114,6 +135,11 @@ class Dashboard:
             rate = f"{tok / sec:.1f} tok/s" if sec > 0 else "—"
             speed.add_row(role, model, rate)
         parts = [head, bar, funnel, gv, speed]
+        if lines := self.endpoint_lines():
+            endpoints = Table.grid(padding=(0, 2))
+            for url, text in lines:
+                endpoints.add_row(Text(url, style="dim"), text)
+            parts.append(endpoints)
         if self.compute:
             parts.append(Text(f"compute: {self.compute}", style="dim"))
         if self.errors:
