@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -185,6 +186,19 @@ def rejects(run_dir: Path, n: int, args) -> dict:
         (kept, _), out[name] = timed(get_strategy(name).keep, ctx, ROUND, cand_rows, cands, name=name)
         out[f"{name}_kept"] = len(kept)
         print(name, round(out[name], 2), len(kept), flush=True)
+    if args.read_modes:  # the nearest-row search alone, each way of reading members, alternating, twice
+        import prism_agent.cluster.ivf as ivf
+        from prism_agent.loop.strategy import _pool_search
+
+        search = _pool_search(ctx, ROUND)
+        default = ivf.SWEEP_FRACTION
+        for rep in (1, 2):
+            for mode in args.read_modes.split(","):
+                ivf.SWEEP_FRACTION = {"sweep": 0.0, "gather": math.inf, "auto": default}[mode]
+                found, out[f"nearest_{mode}_{rep}"] = timed(search.nearest, cands, name=f"nearest_{mode}_{rep}")
+                out[f"nearest_{mode}_{rep}_checksum"] = int(found.positions.sum())
+                print(f"nearest, {mode} read, pass {rep}: {out[f'nearest_{mode}_{rep}']:.2f}", flush=True)
+        ivf.SWEEP_FRACTION = default
     out["clocks"] = dict(OTHER)
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out
@@ -247,6 +261,8 @@ def main() -> None:
                     help="reject: after a size's round, time each --strategies rule's reject decision on its pool "
                          "(one process per size; writes DIR/reject-N.json)")
     ap.add_argument("--strategies", default="gain,prismatic,novelty", help="rules timed by --phase reject")
+    ap.add_argument("--read-modes", default="", help="with --phase reject: also time the nearest-row search "
+                    "alone reading cluster members each way (e.g. sweep,gather), alternating, two passes")
     ap.add_argument("--size", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.before_max = parse_size(args.before_max)

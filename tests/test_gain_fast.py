@@ -133,6 +133,34 @@ def test_clustered_search_excludes_a_row_itself_and_searches_rows_past_the_clust
     assert again.positions[0] != 3 and labels[again.positions[0]] == labels[3]
 
 
+@pytest.mark.parametrize("sweep_rows", [64, 10_000])
+def test_reading_the_pool_in_order_finds_what_gathering_members_finds(tmp_path, monkeypatch, sweep_rows):
+    """The two ways `ivf_nearest` reads members (gather by position when few clusters are probed, one ordered
+    pass when most are) give the same rows, through a store of several shards and blocks that cut clusters."""
+    import prism_agent.cluster.ivf as ivf
+    from prism_agent.cluster.rows import StoreRows
+    from prism_agent.gradients.store import FeatureStore
+
+    pool, centres, labels = _clustered(k=20, per=50, d=32, seed=3)
+    pool[7] = 0.0  # an all-zero row: cosine 0 to everything in both paths
+    store = FeatureStore.open(tmp_path / "features", dim=32, meta={})
+    for lo in range(0, len(pool), 300):
+        store.append([f"r{i}" for i in range(lo, min(lo + 300, len(pool)))], pool[lo : lo + 300])
+    rows = StoreRows(FeatureStore.load(tmp_path / "features"))
+    rng = np.random.default_rng(4)
+    queries = pool[rng.choice(len(pool), 60)] + 0.3 * rng.normal(size=(60, 32)).astype(np.float32)
+    exclude = np.where(np.arange(60) % 3 == 0, rng.choice(len(pool), 60), -1)
+    members = ClusterMembers(labels, len(centres))
+    monkeypatch.setattr(ivf, "_SWEEP_ROWS", sweep_rows)
+    found = {}
+    for mode, fraction in (("gather", 2.0), ("sweep", 0.0)):
+        monkeypatch.setattr(ivf, "SWEEP_FRACTION", fraction)
+        found[mode] = ivf_nearest(rows, centres, members, queries, nprobe=3, exclude=exclude)
+    assert np.array_equal(found["sweep"].positions, found["gather"].positions)
+    assert np.allclose(found["sweep"].cosines, found["gather"].cosines, atol=1e-6)
+    assert not np.any(found["sweep"].positions == exclude)
+
+
 def test_pool_search_threshold_equals_the_brute_force_threshold_on_separated_clusters():
     from prism_agent.diversity.novelty import pool_threshold
 

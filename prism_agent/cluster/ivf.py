@@ -6,8 +6,12 @@ Brute force costs O(n·b·d): ≈150 s for 8,192 candidates against 1.5M rows on
 whole pool. These rules run on the prismatic graph, so every round already holds a clustering of the pool
 (centroids and every pool row's label, `cluster/round.py`). A candidate's nearest row almost always lies in
 one of its few nearest clusters, so the search looks at each candidate's `nprobe` nearest centroids and
-compares it with those clusters' member rows only, gathered by position from the feature store's memmaps a
-chunk of clusters at a time (never the whole pool in RAM). The cost is O(b·nprobe·(k·d + members·d)).
+compares it with those clusters' member rows only. The cost is O(b·nprobe·(k·d + members·d)). Members are
+read one of two ways (never the whole pool in RAM at once): gathered by position from the feature store's
+memmaps, a chunk of clusters at a time, when the probed clusters hold a small share of the pool; or, when
+they hold most of it (a round's 8,192 candidates × 8 probes touch nearly every cluster of a 1.5M pool), by
+reading the pool once in order in large blocks and comparing each block's rows with the candidates that
+probe their clusters, which costs one sequential read instead of a page fault per gathered row.
 
 It is approximate: a row just across a cluster boundary can be missed. Its recall against brute force on
 clustered data is measured in `bench/bench_gain_scale.py` (BENCHMARKS.md, "Acceptance rules at scale").
@@ -31,6 +35,8 @@ NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md 
 BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact
 _BLOCK = 16_384  # pool rows per brute-force block
 _CHUNK_ROWS = 32_768  # member rows gathered per chunk of clusters (128 MiB at d = 1024)
+SWEEP_FRACTION = 0.25  # probed clusters holding more than this share of the pool: read it in order instead
+_SWEEP_ROWS = 262_144  # pool rows per sequential block of a sweep (1 GiB at d = 1024)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,18 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
     pair_cluster, pair_query = pair_cluster[keep][order], pair_query[keep][order]
     clusters, starts = np.unique(pair_cluster, return_index=True)
     bounds = np.append(starts, pair_cluster.size)
+    if members.sizes[clusters].sum() > SWEEP_FRACTION * members.n:
+        _sweep(rows, members, q, clusters, bounds, pair_query, best, exclude)
+    else:
+        _gather(rows, members, q, clusters, bounds, pair_query, best, exclude)
+    if members.n < rows.n:  # rows committed after this clustering was made
+        brute_nearest(rows, x, exclude=exclude, first=members.n, best=best)
+    return best
+
+
+def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
+            pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
+    """Few clusters probed: gather their members by position, a chunk of clusters at a time."""
     sizes = members.sizes[clusters]
     at = 0
     while at < clusters.size:  # a chunk of clusters whose members fit _CHUNK_ROWS (one big cluster alone)
@@ -118,10 +136,69 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
                     _merge(best, sims, queries, part)
                 offset += part.size
         at = end
-    if members.n < rows.n:  # rows committed after this clustering was made
-        brute_nearest(rows, x, exclude=exclude, first=members.n, best=best)
-    return best
 
+
+def _sweep_blocks(rows: Rows, first: int, stop: int, buffer: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """The pool's rows [first, stop) in consecutive blocks of up to `len(buffer)` rows, each copied into
+    `buffer` (one allocation for the whole sweep: on these VMs the first touch of fresh memory costs more than
+    the copy). A run's store has one shard per round (≈ 1,000 rows), so shards are joined: the per-block
+    work is a Python loop over the block's clusters, and few large blocks keep its count near
+    (pool / len(buffer)) · k."""
+    held, at = 0, first
+    for start, block in _blocks_from(rows, first):
+        if start >= stop:
+            break
+        block = block[: stop - start]
+        while block.shape[0]:
+            take = min(block.shape[0], buffer.shape[0] - held)
+            buffer[held : held + take] = block[:take]
+            held, block = held + take, block[take:]
+            if held == buffer.shape[0]:
+                yield at, buffer
+                at, held = at + held, 0
+    if held:
+        yield at, buffer[:held]
+
+
+def _sweep(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
+           pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
+    """Most of the pool probed: read it once in order (one sequential pass instead of a page fault per
+    gathered row; BENCHMARKS.md "Acceptance rules at scale") and compare each block's rows with the candidates
+    that probe their cluster."""
+    slot = np.full(members.k, -1, dtype=np.int64)
+    slot[clusters] = np.arange(clusters.size)
+    probing = q[pair_query]  # each cluster's probing candidates, contiguous: a view per cluster below
+    labels = members.labels
+    size = min(_SWEEP_ROWS, max(1, members.n))
+    buffer = np.empty((size, q.shape[1]), dtype=np.float32)
+    grouped = np.empty_like(buffer)  # the block's probed rows, cluster by cluster
+    for start, block in _sweep_blocks(rows, 0, members.n, buffer):
+        lab = np.asarray(labels[start : start + block.shape[0]])
+        inside = np.flatnonzero(slot[lab] >= 0)
+        if inside.size == 0:
+            continue
+        order = inside[np.argsort(lab[inside], kind="stable")]
+        present, firsts = np.unique(lab[order], return_index=True)
+        ends = np.append(firsts[1:], order.size)
+        sorted_rows = grouped[: order.size]
+        np.take(block, order, axis=0, out=sorted_rows, mode="clip")  # "clip": unbuffered (order is in range)
+        norms = np.sqrt(np.einsum("ij,ij->i", sorted_rows, sorted_rows, dtype=np.float64))
+        if not np.isfinite(norms).all():
+            from prism_agent.errors import BadInputError
+
+            bad = start + int(order[np.flatnonzero(~np.isfinite(norms))[0]])
+            raise BadInputError(f"features contain NaN or infinite values (first at row {bad})")
+        norms[norms == 0] = 1.0  # an all-zero row stays zero: cosine 0
+        sorted_rows /= norms[:, None].astype(np.float32)
+        positions = start + order
+        for c, a, e in zip(present, firsts, ends, strict=True):
+            j = slot[c]
+            lo, hi = bounds[j], bounds[j + 1]
+            queries = pair_query[lo:hi]
+            sims = sorted_rows[a:e] @ probing[lo:hi].T
+            if exclude is not None:
+                sims[positions[a:e, None] == exclude[queries][None, :]] = -np.inf
+            _merge(best, sims, queries, positions[a:e])
 
 class PoolSearch:
     """Nearest pool rows of a feature source, through a clustering when one is given and the search is

@@ -15,6 +15,7 @@ class ClusterMembers:
         if labels.size and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(f"labels must lie in [0, {k})")
         self.k = int(k)
+        self.labels = labels  # each row's cluster, in pool order (read in order by cluster/ivf.py's sweep)
         self.sizes = np.bincount(labels, minlength=k).astype(np.int64)
         self._order = np.argsort(labels, kind="stable").astype(np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(self.sizes)])
