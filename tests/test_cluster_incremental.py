@@ -17,7 +17,8 @@ from prism_agent.config.cluster import ClusterConfig
 from prism_agent.gradients.store import FeatureStore
 
 DIM, K = 16, 12
-CFG = ClusterConfig(k_ratio=0.01, k_min=20, seed=1, refit_growth=0.10, threads=1)
+# refit_every_round_below = 0: the growth rule from the first round (these pools are far under the default)
+CFG = ClusterConfig(k_ratio=0.01, k_min=20, seed=1, refit_growth=0.10, refit_every_round_below=0, threads=1)
 
 
 def rows(n: int, seed: int) -> np.ndarray:
@@ -50,6 +51,19 @@ def test_refits_when_and_only_when_the_pool_has_grown_enough(tmp_path):
     assert read_record(clusters, 4)["fit"]["init"] == "warm"
     assert read_record(clusters, 4)["fit"]["iterations"] == CFG.refit_iterations
     assert read_record(clusters, 1)["fit"]["iterations"] == CFG.iterations
+
+
+def test_small_pools_refit_every_round_and_the_growth_rule_starts_at_the_threshold(tmp_path):
+    feats, clusters = tmp_path / "f", tmp_path / "c"
+    store = grow(feats, 1000, 0)
+    cfg = CFG.model_copy(update={"refit_every_round_below": 1100})
+    kinds = []
+    for r, add in enumerate([60, 39, 2, 50], start=1):
+        _, plan = cluster_round(store, cfg, clusters, r)
+        kinds.append(plan.kind)
+        store = grow(feats, add, r)
+    # 1000, 1060, 1099 rows: under 1100, a cold fit each round; 1101: the growth rule (1.7 % since r3's fit)
+    assert kinds == ["cold", "cold", "cold", "update"]
 
 
 def test_growth_zero_refits_every_round_and_settings_change_refits(tmp_path):

@@ -7,7 +7,8 @@ clustering cost grow with the cube of its target. Instead round r's clustering i
   before: the first clustering of a run, after a settings change, when the pool no longer matches the saved
   clustering, when nothing was committed since the last clustering (a round that accepts nothing would
   otherwise see the very same sparse set again; its own k-means seed gives it another one, see
-  `steps.cluster_config`), and every round when `refit_growth = 0`;
+  `steps.cluster_config`), and every round when `refit_growth = 0` or while the pool is smaller than
+  `refit_every_round_below` rows (there a fit is cheap, and a kept clustering slowed G-Vendi's growth);
 - **warm**: a refit started from the previous centroids (`refit_iterations` Lloyd steps, new clusters
   seeded where the old centroids cover the pool worst), once the pool has grown by `refit_growth` since
   the last fit;
@@ -139,6 +140,8 @@ def plan_round(rows: Rows, config: ClusterConfig, root: str | Path, r: int) -> P
     record = read_record(root, p)
     if config.refit_growth == 0:
         return Plan("cold", p, "refit_growth = 0: every round")
+    if rows.n < config.refit_every_round_below:
+        return Plan("cold", p, f"pool under refit_every_round_below = {config.refit_every_round_below}: every round")
     if not same_settings(ClusterConfig.model_validate(record["config"]), config):
         return Plan("cold", p, "cluster settings changed")
     if record["n"] > rows.n or pool_fingerprint(PrefixRows(rows, record["n"])) != record.get("pool_fingerprint"):

@@ -49,6 +49,11 @@ class ClusterConfig(BaseModel):
     # joins its nearest centroid and the sizes and sparse set are updated. 0 refits every round (the
     # paper's per-batch refit, cost O(n·k·d) per round). Default from BENCHMARKS.md, "Clustering at scale".
     refit_growth: float = Field(0.10, ge=0.0)
+    # Below this many pool rows every round is a cold fit with its own seed anyway, as with refit_growth = 0:
+    # there a fit costs about a second or less, and a clustering kept for several rounds prompts from the same
+    # sparse clusters round after round, which measurably slowed G-Vendi's growth on small runs (BENCHMARKS.md,
+    # "Do decisions hold?"). 0: the growth rule from the first round.
+    refit_every_round_below: int = Field(20_000, ge=0)
     # A refit warm-started from the previous centroids runs `refit_iterations` Lloyd steps on
     # `refit_points_per_centroid` training rows per centroid (a cold fit: `iterations` on
     # `train_points_per_centroid`): centroids that start fitted need less, and past ~300K pool rows the refit is

@@ -192,12 +192,12 @@ FREE_FIELDS: tuple[str, ...] = (
     "featurizer.threads", "featurizer.batch_tokens", "featurizer.max_batch", "featurizer.exact_batch",
     "featurizer.seed_chunk",
     # how later refits are computed; clusterings already made keep theirs (each round records its settings)
-    "cluster.refit_iterations", "cluster.refit_points_per_centroid",
+    "cluster.refit_iterations", "cluster.refit_points_per_centroid", "cluster.refit_every_round_below",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
                 "batch size, threads, embedded backends' dtype, timeouts and retries, endpoint cool-offs and prefill "
                 "modes, max_failed_fraction, the featurizer's threads, batch sizes and seed chunk, a refit's "
-                "iterations and sample, [measure] and [ray]")
+                "iterations and sample, the pool size below which every round refits, [measure] and [ray]")
 
 
 def is_free(field: str) -> bool:
