@@ -191,14 +191,15 @@ def rejects(run_dir: Path, n: int, args) -> dict:
         from prism_agent.loop.strategy import _pool_search
 
         search = _pool_search(ctx, ROUND)
-        default = ivf.SWEEP_FRACTION
+        default = ivf.SWEEP_FRACTION, ivf.SWEEP_MIN_ROWS
         for rep in (1, 2):
             for mode in args.read_modes.split(","):
-                ivf.SWEEP_FRACTION = {"sweep": 0.0, "gather": math.inf, "auto": default}[mode]
+                ivf.SWEEP_FRACTION, ivf.SWEEP_MIN_ROWS = {"sweep": (0.0, 0), "gather": (math.inf, 0),
+                                                          "auto": default}[mode]
                 found, out[f"nearest_{mode}_{rep}"] = timed(search.nearest, cands, name=f"nearest_{mode}_{rep}")
                 out[f"nearest_{mode}_{rep}_checksum"] = int(found.positions.sum())
                 print(f"nearest, {mode} read, pass {rep}: {out[f'nearest_{mode}_{rep}']:.2f}", flush=True)
-        ivf.SWEEP_FRACTION = default
+        ivf.SWEEP_FRACTION, ivf.SWEEP_MIN_ROWS = default
     out["clocks"] = dict(OTHER)
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out

@@ -152,6 +152,7 @@ def test_reading_the_pool_in_order_finds_what_gathering_members_finds(tmp_path, 
     exclude = np.where(np.arange(60) % 3 == 0, rng.choice(len(pool), 60), -1)
     members = ClusterMembers(labels, len(centres))
     monkeypatch.setattr(ivf, "_SWEEP_ROWS", sweep_rows)
+    monkeypatch.setattr(ivf, "SWEEP_MIN_ROWS", 0)
     found = {}
     for mode, fraction in (("gather", 2.0), ("sweep", 0.0)):
         monkeypatch.setattr(ivf, "SWEEP_FRACTION", fraction)

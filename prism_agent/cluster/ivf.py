@@ -11,7 +11,8 @@ read one of two ways (never the whole pool in RAM at once): gathered by position
 memmaps, a chunk of clusters at a time, when the probed clusters hold a small share of the pool; or, when
 they hold most of it (a round's 8,192 candidates × 8 probes touch nearly every cluster of a 1.5M pool), by
 reading the pool once in order in large blocks and comparing each block's rows with the candidates that
-probe their clusters, which costs one sequential read instead of a page fault per gathered row.
+probe their clusters, which costs one sequential read instead of a page fault per gathered row, plus two
+1 GiB block buffers whose first touch costs seconds on these VMs: it pays from about a million rows on.
 
 It is approximate: a row just across a cluster boundary can be missed. Its recall against brute force on
 clustered data is measured in `bench/bench_gain_scale.py` (BENCHMARKS.md, "Acceptance rules at scale").
@@ -35,7 +36,8 @@ NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md 
 BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact
 _BLOCK = 16_384  # pool rows per brute-force block
 _CHUNK_ROWS = 32_768  # member rows gathered per chunk of clusters (128 MiB at d = 1024)
-SWEEP_FRACTION = 0.25  # probed clusters holding more than this share of the pool: read it in order instead
+SWEEP_FRACTION = 0.25  # probed clusters holding more than this share of the pool: read it in order instead,
+SWEEP_MIN_ROWS = 1_000_000  # on pools this large (measured: BENCHMARKS.md "Acceptance rules at scale")
 _SWEEP_ROWS = 262_144  # pool rows per sequential block of a sweep (1 GiB at d = 1024)
 
 
@@ -101,7 +103,7 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
     pair_cluster, pair_query = pair_cluster[keep][order], pair_query[keep][order]
     clusters, starts = np.unique(pair_cluster, return_index=True)
     bounds = np.append(starts, pair_cluster.size)
-    if members.sizes[clusters].sum() > SWEEP_FRACTION * members.n:
+    if members.n >= SWEEP_MIN_ROWS and members.sizes[clusters].sum() > SWEEP_FRACTION * members.n:
         _sweep(rows, members, q, clusters, bounds, pair_query, best, exclude)
     else:
         _gather(rows, members, q, clusters, bounds, pair_query, best, exclude)
