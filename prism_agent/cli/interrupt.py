@@ -16,7 +16,8 @@ from pathlib import Path
 
 from prism_agent.loop.stop import STOP_GRACE_S, GracefulStop
 
-__all__ = ["EXIT_INTERRUPTED", "STOP_GRACE_S", "GracefulStop", "exit_on_further_signals", "invocation"]
+__all__ = ["EXIT_INTERRUPTED", "STOP_GRACE_S", "GracefulStop", "exit_after_stop", "exit_on_further_signals",
+           "invocation"]
 
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
 
@@ -31,6 +32,17 @@ def exit_on_further_signals() -> None:
 
 
 def _exit_interrupted(_signum: int, _frame) -> None:
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def exit_after_stop() -> None:
+    """End a stopped `run` with 130 now, its resources closed and its run directory unlocked, without the
+    interpreter's shutdown: nothing is left to write (every step is committed or redone on resume), and the
+    shutdown (joining library threads, resetting signal handlers to the system defaults) is where a signal
+    that arrives late still ended the process by SIGINT (exit −2 instead of 130) in 4 of 6 runs of
+    tests/test_reliability_interrupt.py, after the resume line was printed; its source was not found."""
+    sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
 

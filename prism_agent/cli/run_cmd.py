@@ -14,7 +14,13 @@ from pathlib import Path
 import typer
 
 from prism_agent.cli.console import err, out
-from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, exit_on_further_signals, invocation
+from prism_agent.cli.interrupt import (
+    EXIT_INTERRUPTED,
+    GracefulStop,
+    exit_after_stop,
+    exit_on_further_signals,
+    invocation,
+)
 from prism_agent.config.run import FREE_SUMMARY
 from prism_agent.loop.setup import ROLE_SPECS, role_spec
 from prism_agent.run.rounds import ROUND_STEPS, SUMMARIES, ClusterSummary, CommitSummary, Step
@@ -172,13 +178,18 @@ def run(
     preflight(root, cfg, force=force, note=lambda text: err.print(f"note: --force-config: {text}", highlight=False,
                                                                   markup=False, soft_wrap=True))
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
-    with environment_errors(root, resume), RunLock(root):  # one writer per run directory (run/lock.py)
-        ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
-        err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
-                  markup=False, soft_wrap=True)
-        for line in (compute.header(), *compute.notes):
-            err.print(line, highlight=False, markup=False, soft_wrap=True)
-        _loop(ctx, root, resume, plain)
+    try:
+        with environment_errors(root, resume), RunLock(root):  # one writer per run directory (run/lock.py)
+            ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
+            err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
+                      markup=False, soft_wrap=True)
+            for line in (compute.header(), *compute.notes):
+                err.print(line, highlight=False, markup=False, soft_wrap=True)
+            _loop(ctx, root, resume, plain)
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:  # stopped, closed and unlocked: 130 now (cli/interrupt.py)
+            exit_after_stop()
+        raise
 
 
 def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
