@@ -17,6 +17,7 @@ from prism_agent.cli.clusters import clusters
 from prism_agent.cli.console import err, quiet_libraries
 from prism_agent.cli.data_cmd import data_app
 from prism_agent.cli.decontam_cmd import decontam
+from prism_agent.cli.interrupt import exit_after_stop
 from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
 from prism_agent.cli.report_cmd import report
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (*aborts, KeyboardInterrupt):
         err.print("interrupted")
-        sys.exit(130)
+        exit_after_stop()  # 130, also when the interrupt landed in extension-run code (cli/interrupt.py)
     except exits as exc:
         sys.exit(exc.exit_code)
     except usage as exc:

@@ -37,11 +37,15 @@ def _exit_interrupted(_signum: int, _frame) -> None:
 
 
 def exit_after_stop() -> None:
-    """End a stopped `run` with 130 now, its resources closed and its run directory unlocked, without the
-    interpreter's shutdown: nothing is left to write (every step is committed or redone on resume), and the
-    shutdown (joining library threads, resetting signal handlers to the system defaults) is where a signal
-    that arrives late still ended the process by SIGINT (exit −2 instead of 130) in 4 of 6 runs of
-    tests/test_reliability_interrupt.py, after the resume line was printed; its source was not found."""
+    """End a stopped (or interrupted) command with 130 now, without the interpreter's own exit.
+
+    A second signal abandons the step in flight by raising KeyboardInterrupt wherever the main thread is. When
+    that is inside Python source that a C extension runs with `PyRun_String` (seen: a frame `<string>`, line 0,
+    during an import in the `reject` step), CPython 3.11 records the KeyboardInterrupt as unhandled even
+    though the runner catches it, and a `python -m` process then ends itself by SIGINT at exit (exit −2
+    instead of 130, no traceback; reproduced in a few lines with `ctypes.pythonapi.PyRun_String`,
+    RELIABILITY.md "Ctrl-C and SIGTERM"). By the time this is called the run is closed and its directory
+    unlocked, and every step is committed or redone on resume, so nothing is lost by skipping the exit."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
