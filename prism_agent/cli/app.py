@@ -17,7 +17,7 @@ from prism_agent.cli.clusters import clusters
 from prism_agent.cli.console import err, quiet_libraries
 from prism_agent.cli.data_cmd import data_app
 from prism_agent.cli.decontam_cmd import decontam
-from prism_agent.cli.interrupt import EXIT_INTERRUPTED, exit_after_stop
+from prism_agent.cli.interrupt import exit_after_stop
 from prism_agent.cli.measure_cmd import measure
 from prism_agent.cli.models_cmd import models_app
 from prism_agent.cli.report_cmd import report
@@ -83,10 +83,6 @@ def main(argv: list[str] | None = None) -> None:
         text = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
         err.print("[red]error:[/] " + escape(text), highlight=False, soft_wrap=True)
         sys.exit(2)
-    except SystemExit as exc:
-        if exc.code == EXIT_INTERRUPTED:  # a run that stopped on a signal, closed and unlocked: 130 now
-            exit_after_stop()
-        raise
     if isinstance(code, int) and code:  # non-standalone Typer returns an Exit's code instead of raising it
         if code == 130:
             err.print("interrupted")

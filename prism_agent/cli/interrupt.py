@@ -9,19 +9,35 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from prism_agent.loop.stop import STOP_GRACE_S, GracefulStop
 
-__all__ = ["EXIT_INTERRUPTED", "STOP_GRACE_S", "GracefulStop", "exit_after_stop", "invocation"]
+__all__ = ["EXIT_INTERRUPTED", "STOP_GRACE_S", "GracefulStop", "exit_after_stop", "exit_on_further_signals",
+           "invocation"]
 
 EXIT_INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
 
 
+def exit_on_further_signals() -> None:
+    """For a process that has stopped its run and is winding down (joining a worker thread can take seconds):
+    a further Ctrl-C/SIGTERM exits at once, still with 130. Without it a KeyboardInterrupt could escape after
+    the resume line was printed (CI saw exit -2)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_interrupted)
+
+
+def _exit_interrupted(_signum: int, _frame) -> None:
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def exit_after_stop() -> None:
-    """End a stopped (or interrupted) command with 130 now, without the interpreter's own exit (`main` calls it,
-    once the command's `with` blocks have closed the run and unlocked its directory).
+    """End a stopped (or interrupted) command with 130 now, without the interpreter's own exit.
 
     A second signal abandons the step in flight by raising KeyboardInterrupt wherever the main thread is. When
     that is inside Python source that a C extension runs with `PyRun_String` (seen: a frame `<string>`, line 0,

@@ -14,7 +14,13 @@ from pathlib import Path
 import typer
 
 from prism_agent.cli.console import err, out
-from prism_agent.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, invocation
+from prism_agent.cli.interrupt import (
+    EXIT_INTERRUPTED,
+    GracefulStop,
+    exit_after_stop,
+    exit_on_further_signals,
+    invocation,
+)
 from prism_agent.config.run import FREE_SUMMARY
 from prism_agent.loop.setup import ROLE_SPECS, role_spec
 from prism_agent.run.rounds import ROUND_STEPS, SUMMARIES, ClusterSummary, CommitSummary, Step
@@ -172,34 +178,47 @@ def run(
     preflight(root, cfg, force=force, note=lambda text: err.print(f"note: --force-config: {text}", highlight=False,
                                                                   markup=False, soft_wrap=True))
     resume = invocation((cli.obj or {}).get("argv"))  # `main` passes the arguments; else sys.argv
-    with environment_errors(root, resume), RunLock(root):  # one writer per run directory (run/lock.py)
-        ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
-        err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
-                  markup=False, soft_wrap=True)
-        for line in (compute.header(), *compute.notes):
-            err.print(line, highlight=False, markup=False, soft_wrap=True)
-        _loop(ctx, root, resume, plain)
+    try:
+        with environment_errors(root, resume), RunLock(root):  # one writer per run directory (run/lock.py)
+            ctx = RunContext.open(root, cfg, allow_config_change=force, compute=compute)
+            err.print(f"run {ctx.manifest.run_id} in {root}: task {task}, target {ctx.target}", highlight=False,
+                      markup=False, soft_wrap=True)
+            for line in (compute.header(), *compute.notes):
+                err.print(line, highlight=False, markup=False, soft_wrap=True)
+            _loop(ctx, root, resume, plain)
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:  # stopped, closed and unlocked: 130 now (cli/interrupt.py)
+            exit_after_stop()
+        raise
 
 
 def _loop(ctx, root: Path, resume: str, plain: bool) -> None:
     """Run the loop through the runner, rendering its updates; on Ctrl-C/SIGTERM print `resume`, exit 130."""
     from prism_agent.loop.runner import Runner
 
-    with Runner(ctx, stop=GracefulStop(console=err)) as runner:
-        if runner.pending:
-            err.print(f"resuming at {', '.join(runner.pending)}", highlight=False)
-        if plain or not out.is_terminal:
-            result = runner.run(_plain)
-        else:
-            result = runner.run(lambda updates: _live(ctx, updates, runner.stop))
-        if result.interrupted:
-            err.print(f"stopped; {result.accepted}/{result.target} accepted and committed. To resume:",
-                      highlight=False)
-            err.print(resume, highlight=False, markup=False, soft_wrap=True)
-            # not typer.Exit: main would add "interrupted"; main ends the process (cli/interrupt.py)
-            raise SystemExit(EXIT_INTERRUPTED)
-    out.print(f"done in {result.seconds:.0f} s: {result.accepted}/{result.target} accepted in {root}",
-              highlight=False, soft_wrap=True)
+    stopped = False
+    try:
+        with Runner(ctx, stop=GracefulStop(console=err)) as runner:
+            if runner.pending:
+                err.print(f"resuming at {', '.join(runner.pending)}", highlight=False)
+            if plain or not out.is_terminal:
+                result = runner.run(_plain)
+            else:
+                result = runner.run(lambda updates: _live(ctx, updates, runner.stop))
+            if result.interrupted:
+                err.print(f"stopped; {result.accepted}/{result.target} accepted and committed. To resume:",
+                          highlight=False)
+                err.print(resume, highlight=False, markup=False, soft_wrap=True)
+                stopped = True
+                raise SystemExit(EXIT_INTERRUPTED)  # not typer.Exit: main would add "interrupted"
+        out.print(f"done in {result.seconds:.0f} s: {result.accepted}/{result.target} accepted in {root}",
+                  highlight=False, soft_wrap=True)
+    finally:
+        if stopped:
+            # The run is checkpointed and its resources closed (the runner's `with` block has ended): a signal
+            # from here on exits at once, with 130. (The stop's own grace timer can no longer fire: disarming
+            # it waits for a timer already firing, see `loop/stop.py`.)
+            exit_on_further_signals()
 
 
 def _plain(updates) -> None:

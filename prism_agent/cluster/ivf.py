@@ -69,15 +69,6 @@ def _merge(best: Nearest, sims: np.ndarray, queries: np.ndarray, positions: np.n
     best.positions[queries[better]] = positions[arg[better]]
 
 
-def _compare(best: Nearest, members: np.ndarray, positions: np.ndarray, probing: np.ndarray, queries: np.ndarray,
-             exclude: np.ndarray | None) -> None:
-    """Fold one cluster's unit member rows (at pool `positions`) against the unit candidates that probe it."""
-    sims = members @ probing.T
-    if exclude is not None:
-        sims[positions[:, None] == exclude[queries][None, :]] = -np.inf
-    _merge(best, sims, queries, positions)
-
-
 def brute_nearest(rows: Rows, x: np.ndarray, *, exclude: np.ndarray | None = None, first: int = 0,
                   best: Nearest | None = None) -> Nearest:
     """Exact nearest pool row of each row of `x` among pool positions ≥ `first`; `exclude[i]` is a position
@@ -140,7 +131,11 @@ def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.nda
             for j, part in zip(range(at, end), parts, strict=True):
                 queries = pair_query[bounds[j] : bounds[j + 1]]
                 if part.size:
-                    _compare(best, feats[offset : offset + part.size], part, q[queries], queries, exclude)
+                    sims = feats[offset : offset + part.size] @ q[queries].T
+                    if exclude is not None:
+                        hit = part[:, None] == exclude[queries][None, :]
+                        sims[hit] = -np.inf
+                    _merge(best, sims, queries, part)
                 offset += part.size
         at = end
 
@@ -201,7 +196,11 @@ def _sweep(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndar
         for c, a, e in zip(present, firsts, ends, strict=True):
             j = slot[c]
             lo, hi = bounds[j], bounds[j + 1]
-            _compare(best, sorted_rows[a:e], positions[a:e], probing[lo:hi], pair_query[lo:hi], exclude)
+            queries = pair_query[lo:hi]
+            sims = sorted_rows[a:e] @ probing[lo:hi].T
+            if exclude is not None:
+                sims[positions[a:e, None] == exclude[queries][None, :]] = -np.inf
+            _merge(best, sims, queries, positions[a:e])
 
 class PoolSearch:
     """Nearest pool rows of a feature source, through a clustering when one is given and the search is
