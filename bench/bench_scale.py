@@ -171,6 +171,37 @@ def one_round(run_dir: Path, n: int, args) -> dict:
     return out
 
 
+def refit_again(run_dir: Path, n: int, args) -> dict:
+    """The timed warm refit again, on a directory a round phase left (its round 1 is the previous fit), with
+    today's refit settings and each `--neighbours` value (0: all k), nothing saved; and the share of 20,000
+    sampled rows whose label is their nearest of all k centroids."""
+    from prism_agent.cluster.artifacts import load_round
+    from prism_agent.cluster.assign import assign_nearest
+    from prism_agent.cluster.incremental import PrefixRows
+    from prism_agent.cluster.round import build_round
+    from prism_agent.cluster.rows import StoreRows
+    from prism_agent.loop import steps
+
+    ctx = context(run_dir, n, args)
+    rows = PrefixRows(StoreRows(ctx.feature_store()), n - args.accept)  # the pool the round's refit saw
+    previous = load_round(ctx.paths.clusters, 1, mmap=True)
+    out = {"n": n, "k_previous": previous.k, "clock": CLOCK}
+    sample = np.sort(np.random.default_rng(0).choice(rows.n, size=20_000, replace=False))
+    for m in (int(v) for v in args.neighbours.split(",")):
+        cfg = steps.cluster_config(ctx, 2).model_copy(update={"refit_neighbours": m})
+        result, out[f"refit_{m}_s"] = timed(build_round, rows, cfg, warm=previous.centroids,
+                                            warm_cosines=previous.cosines, warm_labels=previous.labels,
+                                            name=f"refit_{m}_s")
+        exact = assign_nearest(rows.take(sample), result.centroids, threads=args.threads, device="cpu")
+        out[f"refit_{m}_recall"] = float(np.mean(exact.labels == np.asarray(result.labels)[sample]))
+        out[f"refit_{m}_objective"] = float(np.mean(result.cosines))
+        out[f"refit_{m}_fit"] = result.fit.to_dict()
+        print(m, round(out[f"refit_{m}_s"], 1), out[f"refit_{m}_recall"], out[f"refit_{m}_objective"], flush=True)
+    out["clocks"] = dict(OTHER)
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
 def rejects(run_dir: Path, n: int, args) -> dict:
     """Each rule's reject decision on `--candidates` candidates against the pool and clustering a round left."""
     from prism_agent.diversity.gram import pool_gram
@@ -258,12 +289,14 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="seconds of each node: CPU time of the one-thread process (default; robust on a shared "
                          "machine) or wall time (both are kept in round-N.json)")
-    ap.add_argument("--phase", choices=("all", "build", "round", "reject"), default="all",
+    ap.add_argument("--phase", choices=("all", "build", "round", "reject", "refit"), default="all",
                     help="reject: after a size's round, time each --strategies rule's reject decision on its pool "
                          "(one process per size; writes DIR/reject-N.json)")
     ap.add_argument("--strategies", default="gain,prismatic,novelty", help="rules timed by --phase reject")
     ap.add_argument("--read-modes", default="", help="with --phase reject: also time the nearest-row search "
                     "alone reading cluster members each way (e.g. sweep,gather), alternating, two passes")
+    ap.add_argument("--neighbours", default="32", help="with --phase refit: the `refit_neighbours` values "
+                    "timed (0: search all k), e.g. 32,0; writes DIR/refit-N.json")
     ap.add_argument("--size", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.before_max = parse_size(args.before_max)
@@ -276,6 +309,8 @@ def main() -> None:
             build(run_dir, n, args)
         elif args.phase == "reject":
             (args.out / f"reject-{n}.json").write_text(json.dumps(rejects(run_dir, n, args), indent=1))
+        elif args.phase == "refit":
+            (args.out / f"refit-{n}.json").write_text(json.dumps(refit_again(run_dir, n, args), indent=1))
         else:
             (args.out / f"round-{n}.json").write_text(json.dumps(one_round(run_dir, n, args), indent=1))
         return

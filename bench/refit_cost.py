@@ -6,13 +6,14 @@ a round's non-generation cost (BENCHMARKS.md, "Clustering at scale"), and it sca
 (iterations · rows per centroid · k + n) · k · d. This script fits, on one thread:
 
 - the previous clustering: a cold fit of the first n/(1 + refit_growth) rows (the default settings);
-- warm refits of all n rows from it, for each `--variants` pair (training rows per centroid, iterations);
+- warm refits of all n rows from it, for each `--variants` entry (training rows per centroid, iterations,
+  and optionally the nearby centroids each row is searched among, `refit_neighbours`; without it, all k);
 - two cold fits of all n rows with different k-means seeds (what a fresh fit would decide, and how much two
   fresh fits disagree by themselves);
 
-and reports each one's CPU seconds, its objective (mean cosine of every pool row to its centroid) and how
-its keep/reject decisions on `--candidates` new rows (the paper's rule: nearest centroid sparse) agree with
-the cold fit's.
+and reports each one's CPU seconds, its objective (mean cosine of every pool row to its centroid), the share
+of rows whose label is their nearest centroid of all k (1 for a full search), and how its keep/reject
+decisions on `--candidates` new rows (the paper's rule: nearest centroid sparse) agree with the cold fit's.
 
     python bench/refit_cost.py --n 100k --noise 0.35 --out DIR
 
@@ -50,11 +51,13 @@ def main() -> None:
     ap.add_argument("--n", default="100k")
     ap.add_argument("--noise", type=float, default=0.35)
     ap.add_argument("--candidates", type=int, default=8192)
-    ap.add_argument("--variants", default="64:5,32:5,32:3,16:3", help="rows per centroid:iterations, ...")
+    ap.add_argument("--variants", default="64:5,32:5,32:3,16:3,32:3:32",
+                    help="rows per centroid:iterations[:nearby centroids searched], ...")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     from bench_scale import mixture, parse_size
 
+    from prism_agent.cluster.assign import assign_nearest
     from prism_agent.cluster.round import build_round
     from prism_agent.config.cluster import ClusterConfig
 
@@ -68,8 +71,10 @@ def main() -> None:
 
     def summary(name, result, seconds):
         decision = result.decide(cands)
+        exact = assign_nearest(x, result.centroids, threads=1, device="cpu")
         return {"name": name, "cpu_s": round(seconds, 2), "k": result.k,
                 "objective": round(float(np.mean(result.cosines)), 5),
+                "recall": round(float(np.mean(exact.labels == result.labels)), 4),
                 "accepted": int(decision.accepted.sum()), "_accept": decision.accepted}
 
     rows = []
@@ -78,10 +83,14 @@ def main() -> None:
     other, s = cpu_timed(build_round, x, base.model_copy(update={"seed": 1}))
     rows.append(summary("cold fit, seed 1", other, s))
     for v in args.variants.split(","):
-        pts, iters = (int(t) for t in v.split(":"))
-        cfg = base.model_copy(update={"refit_points_per_centroid": pts, "refit_iterations": iters})
-        warm, s = cpu_timed(build_round, x, cfg, warm=prev.centroids)
-        rows.append(summary(f"warm refit, {pts} rows/centroid, {iters} iterations", warm, s))
+        pts, iters, near = ([int(t) for t in v.split(":")] + [0])[:3]
+        cfg = base.model_copy(update={"refit_points_per_centroid": pts, "refit_iterations": iters,
+                                      "refit_neighbours": near})
+        labels = prev.labels if near else None
+        warm, s = cpu_timed(build_round, x, cfg, warm=prev.centroids, warm_cosines=prev.cosines,
+                            warm_labels=labels)
+        where = f", {near} nearby centroids" if near else ""
+        rows.append(summary(f"warm refit, {pts} rows/centroid, {iters} iterations{where}", warm, s))
     ref = rows[0]["_accept"]
     for row in rows:
         row["agrees_with_cold_seed0"] = round(float(np.mean(row.pop("_accept") == ref)), 4)
@@ -89,11 +98,11 @@ def main() -> None:
     out = {"n": n, "noise": args.noise, "candidates": args.candidates, "threads": 1,
            "omp": os.environ.get("OMP_NUM_THREADS"), "rows": rows}
     (args.out / f"refit-cost-{n}-{args.noise}.json").write_text(json.dumps(out, indent=1))
-    print("| fit | CPU s | objective | accepted | agrees with cold fit seed 0 |")
-    print("|---|---|---|---|---|")
+    print("| fit | CPU s | objective | nearest-centroid recall | accepted | agrees with cold fit seed 0 |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         agree = r["agrees_with_cold_seed0"]
-        print(f"| {r['name']} | {r['cpu_s']} | {r['objective']} | {r['accepted']} | {agree:.1%} |")
+        print(f"| {r['name']} | {r['cpu_s']} | {r['objective']} | {r['recall']:.1%} | {r['accepted']} | {agree:.1%} |")
 
 
 if __name__ == "__main__":

@@ -173,11 +173,11 @@ def cluster_round(source, config: ClusterConfig, root: str | Path, r: int) -> tu
     if plan.kind == "update":
         result = _update(rows, config, root, r, plan.previous, fingerprint)
     else:
-        warm = warm_cosines = None
+        warm = warm_cosines = warm_labels = None
         if plan.kind == "warm":
             previous = load_round(root, plan.previous, mmap=True)
-            warm, warm_cosines = previous.centroids, previous.cosines
-        result = build_round(rows, config, warm=warm, warm_cosines=warm_cosines)
+            warm, warm_cosines, warm_labels = previous.centroids, previous.cosines, previous.labels
+        result = build_round(rows, config, warm=warm, warm_cosines=warm_cosines, warm_labels=warm_labels)
         save_round(root, r, result, fingerprint=fingerprint)
     prune(root, keep=r)
     return result, plan

@@ -23,14 +23,14 @@ and pools without a clustering, are answered exactly by brute force.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from prism_agent.cluster.backend import inner_product_index
 from prism_agent.cluster.members import ClusterMembers
-from prism_agent.cluster.rows import Rows, normalized
+from prism_agent.cluster.rows import Rows, blocks_from, joined_blocks, normalized
+from prism_agent.cluster.scratch import scratch
 
 NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md "Acceptance rules at scale"
 BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact
@@ -51,15 +51,6 @@ def _unit32(x: np.ndarray) -> np.ndarray:
     return normalized(np.asarray(x, dtype=np.float32))
 
 
-def _blocks_from(rows: Rows, first: int) -> Iterator[tuple[int, np.ndarray]]:
-    """The pool's blocks from position `first` on, as (start, rows)."""
-    for start, block in rows.iter_blocks(_BLOCK):
-        stop = start + block.shape[0]
-        if stop > first:
-            skip = max(0, first - start)
-            yield start + skip, block[skip:]
-
-
 def _merge(best: Nearest, sims: np.ndarray, queries: np.ndarray, positions: np.ndarray) -> None:
     """Fold (rows × queries) similarities into `best` (strictly better only: the earlier row wins ties)."""
     arg = sims.argmax(axis=0)
@@ -77,7 +68,7 @@ def brute_nearest(rows: Rows, x: np.ndarray, *, exclude: np.ndarray | None = Non
     b = q.shape[0]
     best = best or Nearest(np.full(b, -np.inf), np.full(b, -1, dtype=np.int64))
     queries = np.arange(b)
-    for start, block in _blocks_from(rows, first):
+    for start, block in blocks_from(rows, first, _BLOCK):
         sims = normalized(block, start=start) @ q.T  # (block, b) float32
         if exclude is not None:
             own = (exclude >= start) & (exclude < start + sims.shape[0])
@@ -140,28 +131,6 @@ def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.nda
         at = end
 
 
-def _sweep_blocks(rows: Rows, first: int, stop: int, buffer: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """The pool's rows [first, stop) in consecutive blocks of up to `len(buffer)` rows, each copied into
-    `buffer` (one allocation for the whole sweep: on these VMs the first touch of fresh memory costs more than
-    the copy). A run's store has one shard per round (≈ 1,000 rows), so shards are joined: the per-block
-    work is a Python loop over the block's clusters, and few large blocks keep its count near
-    (pool / len(buffer)) · k."""
-    held, at = 0, first
-    for start, block in _blocks_from(rows, first):
-        if start >= stop:
-            break
-        block = block[: stop - start]
-        while block.shape[0]:
-            take = min(block.shape[0], buffer.shape[0] - held)
-            buffer[held : held + take] = block[:take]
-            held, block = held + take, block[take:]
-            if held == buffer.shape[0]:
-                yield at, buffer
-                at, held = at + held, 0
-    if held:
-        yield at, buffer[:held]
-
-
 def _sweep(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
            pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
     """Most of the pool probed: read it once in order (one sequential pass instead of a page fault per
@@ -170,11 +139,17 @@ def _sweep(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndar
     slot = np.full(members.k, -1, dtype=np.int64)
     slot[clusters] = np.arange(clusters.size)
     probing = q[pair_query]  # each cluster's probing candidates, contiguous: a view per cluster below
+    with scratch(min(_SWEEP_ROWS, max(1, members.n)), q.shape[1]) as (buffer, grouped):
+        _sweep_with(rows, members, slot, probing, bounds, pair_query, best, exclude, buffer, grouped)
+
+
+def _sweep_with(rows: Rows, members: ClusterMembers, slot: np.ndarray, probing: np.ndarray,
+                bounds: np.ndarray, pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None,
+                buffer: np.ndarray, grouped: np.ndarray) -> None:
+    """`_sweep`'s pass over the pool, in `buffer` (the block read) and `grouped` (its probed rows, cluster by
+    cluster)."""
     labels = members.labels
-    size = min(_SWEEP_ROWS, max(1, members.n))
-    buffer = np.empty((size, q.shape[1]), dtype=np.float32)
-    grouped = np.empty_like(buffer)  # the block's probed rows, cluster by cluster
-    for start, block in _sweep_blocks(rows, 0, members.n, buffer):
+    for start, block in joined_blocks(rows, 0, members.n, buffer):
         lab = np.asarray(labels[start : start + block.shape[0]])
         inside = np.flatnonzero(slot[lab] >= 0)
         if inside.size == 0:
@@ -184,23 +159,26 @@ def _sweep(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndar
         ends = np.append(firsts[1:], order.size)
         sorted_rows = grouped[: order.size]
         np.take(block, order, axis=0, out=sorted_rows, mode="clip")  # "clip": unbuffered (order is in range)
-        norms = np.sqrt(np.einsum("ij,ij->i", sorted_rows, sorted_rows, dtype=np.float64))
+        # float32 sums (relative error ~1e-7 at d = 1024): a float64 einsum converts every element, 6× slower
+        norms = np.sqrt(np.einsum("ij,ij->i", sorted_rows, sorted_rows))
         if not np.isfinite(norms).all():
             from prism_agent.errors import BadInputError
 
             bad = start + int(order[np.flatnonzero(~np.isfinite(norms))[0]])
             raise BadInputError(f"features contain NaN or infinite values (first at row {bad})")
         norms[norms == 0] = 1.0  # an all-zero row stays zero: cosine 0
-        sorted_rows /= norms[:, None].astype(np.float32)
+        inverse = (1.0 / norms)[:, None]  # applied to the few products, not to the rows
         positions = start + order
         for c, a, e in zip(present, firsts, ends, strict=True):
             j = slot[c]
             lo, hi = bounds[j], bounds[j + 1]
             queries = pair_query[lo:hi]
             sims = sorted_rows[a:e] @ probing[lo:hi].T
+            sims *= inverse[a:e]
             if exclude is not None:
                 sims[positions[a:e, None] == exclude[queries][None, :]] = -np.inf
             _merge(best, sims, queries, positions[a:e])
+
 
 class PoolSearch:
     """Nearest pool rows of a feature source, through a clustering when one is given and the search is

@@ -83,6 +83,37 @@ class StoreRows:
         return self.store.take(positions)
 
 
+def blocks_from(rows: Rows, first: int, size: int = 16_384) -> Iterator[tuple[int, np.ndarray]]:
+    """The pool's blocks of up to `size` rows from position `first` on, as (start, rows)."""
+    for start, block in rows.iter_blocks(size):
+        stop = start + block.shape[0]
+        if stop > first:
+            skip = max(0, first - start)
+            yield start + skip, block[skip:]
+
+
+def joined_blocks(rows: Rows, first: int, stop: int, buffer: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """The pool's rows [first, stop) in consecutive blocks of up to `len(buffer)` rows, each copied into
+    `buffer` (one allocation for the whole pass: on these VMs the first touch of fresh memory costs more than
+    the copy). A run's store has one shard per round (≈ 1,000 rows), so shards are joined: the passes over
+    the pool that group a block's rows by cluster (`ivf.py`, `nearby.py`) loop over the block's clusters in
+    Python, and few large blocks keep that count near (pool / len(buffer)) · k."""
+    held, at = 0, first
+    for start, block in blocks_from(rows, first):
+        if start >= stop:
+            break
+        block = block[: stop - start]
+        while block.shape[0]:
+            take = min(block.shape[0], buffer.shape[0] - held)
+            buffer[held : held + take] = block[:take]
+            held, block = held + take, block[take:]
+            if held == buffer.shape[0]:
+                yield at, buffer
+                at, held = at + held, 0
+    if held:
+        yield at, buffer[:held]
+
+
 def as_rows(source: Rows | FeatureStore | np.ndarray) -> Rows:
     """Accept what callers naturally hold: an array, a store, or something already `Rows`-shaped."""
     if isinstance(source, FeatureStore):

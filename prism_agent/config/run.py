@@ -193,11 +193,12 @@ FREE_FIELDS: tuple[str, ...] = (
     "featurizer.seed_chunk",
     # how later refits are computed; clusterings already made keep theirs (each round records its settings)
     "cluster.refit_iterations", "cluster.refit_points_per_centroid", "cluster.refit_every_round_below",
+    "cluster.refit_neighbours",
 )
 FREE_SUMMARY = ("target, patience, max_rounds, endpoint URLs (base_url), api_key_env, per-role concurrency, "
                 "batch size, threads, embedded backends' dtype, timeouts and retries, endpoint cool-offs and prefill "
                 "modes, max_failed_fraction, the featurizer's threads, batch sizes and seed chunk, a refit's "
-                "iterations and sample, the pool size below which every round refits, [measure] and [ray]")
+                "iterations, sample and neighbours, the pool size below which every round refits, [measure] and [ray]")
 
 
 def is_free(field: str) -> bool:
