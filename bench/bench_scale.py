@@ -214,9 +214,12 @@ def rejects(run_dir: Path, n: int, args) -> dict:
     cand_rows = [{"id": f"c{i}", "prompt": "p", "response": "neutral"} for i in range(args.candidates)]
     out = {"n": n, "candidates": args.candidates, "clock": CLOCK}
     for name in args.strategies.split(","):
-        (kept, _), out[name] = timed(get_strategy(name).keep, ctx, ROUND, cand_rows, cands, name=name)
-        out[f"{name}_kept"] = len(kept)
-        print(name, round(out[name], 2), len(kept), flush=True)
+        for rep in range(1, args.repeat + 1):  # a loop decides every round in one process: later calls are its
+            # steady state (buffers kept, `cluster/scratch.py`); the first pays their first touch
+            label = name if rep == args.repeat else f"{name}_call{rep}"
+            (kept, _), out[label] = timed(get_strategy(name).keep, ctx, ROUND, cand_rows, cands, name=label)
+            out[f"{label}_kept"] = len(kept)
+            print(label, round(out[label], 2), len(kept), flush=True)
     if args.read_modes:  # the nearest-row search alone, each way of reading members, alternating, twice
         import prism_agent.cluster.ivf as ivf
         from prism_agent.loop.strategy import _pool_search
@@ -293,6 +296,8 @@ def main() -> None:
                     help="reject: after a size's round, time each --strategies rule's reject decision on its pool "
                          "(one process per size; writes DIR/reject-N.json)")
     ap.add_argument("--strategies", default="gain,prismatic,novelty", help="rules timed by --phase reject")
+    ap.add_argument("--repeat", type=int, default=2, help="with --phase reject: calls of each rule in the one "
+                    "process; the last is reported (the loop's steady state), earlier ones as NAME_callN")
     ap.add_argument("--read-modes", default="", help="with --phase reject: also time the nearest-row search "
                     "alone reading cluster members each way (e.g. sweep,gather), alternating, two passes")
     ap.add_argument("--neighbours", default="32", help="with --phase refit: the `refit_neighbours` values "

@@ -29,6 +29,7 @@ import numpy as np
 
 from prism_agent.cluster.backend import inner_product_index
 from prism_agent.cluster.members import ClusterMembers
+from prism_agent.cluster.ordered import OrderedPool
 from prism_agent.cluster.rows import Rows, blocks_from, joined_blocks, normalized
 from prism_agent.cluster.scratch import scratch
 
@@ -78,8 +79,10 @@ def brute_nearest(rows: Rows, x: np.ndarray, *, exclude: np.ndarray | None = Non
 
 
 def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: np.ndarray, *,
-                nprobe: int = NPROBE, exclude: np.ndarray | None = None) -> Nearest:
+                nprobe: int = NPROBE, exclude: np.ndarray | None = None,
+                ordered: OrderedPool | None = None) -> Nearest:
     """Nearest pool row among the members of each row's `nprobe` nearest clusters (module docstring).
+    `ordered`: the clustering's first rows in cluster order (`ordered.py`), read instead of the store for them.
     Rows past the clustering (`members.n`) are searched by brute force."""
     q = _unit32(x)
     b = q.shape[0]
@@ -94,7 +97,12 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
     pair_cluster, pair_query = pair_cluster[keep][order], pair_query[keep][order]
     clusters, starts = np.unique(pair_cluster, return_index=True)
     bounds = np.append(starts, pair_cluster.size)
-    if members.n >= SWEEP_MIN_ROWS and members.sizes[clusters].sum() > SWEEP_FRACTION * members.n:
+    if ordered is not None and ordered.k == members.k and ordered.n <= members.n:
+        _from_ordered(ordered, q, clusters, bounds, pair_query, best, exclude)
+        if ordered.n < members.n:  # rows committed since the fit: gathered from the store
+            tail = ClusterMembers(np.asarray(members.labels[ordered.n :]), members.k)
+            _gather(rows, tail, q, clusters, bounds, pair_query, best, exclude, first=ordered.n)
+    elif members.n >= SWEEP_MIN_ROWS and members.sizes[clusters].sum() > SWEEP_FRACTION * members.n:
         _sweep(rows, members, q, clusters, bounds, pair_query, best, exclude)
     else:
         _gather(rows, members, q, clusters, bounds, pair_query, best, exclude)
@@ -103,9 +111,26 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
     return best
 
 
+def _from_ordered(ordered: OrderedPool, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
+                  pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
+    """Each probed cluster's rows are one slice of the cluster-ordered copy, already unit length."""
+    offsets = ordered.offsets
+    for j, c in enumerate(clusters):
+        a, e = int(offsets[c]), int(offsets[c + 1])
+        if a == e:
+            continue
+        queries = pair_query[bounds[j] : bounds[j + 1]]
+        sims = ordered.rows[a:e] @ q[queries].T
+        positions = np.asarray(ordered.positions[a:e])
+        if exclude is not None:
+            sims[positions[:, None] == exclude[queries][None, :]] = -np.inf
+        _merge(best, sims, queries, positions)
+
+
 def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
-            pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
-    """Few clusters probed: gather their members by position, a chunk of clusters at a time."""
+            pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None, first: int = 0) -> None:
+    """Few clusters probed: gather their members by position, a chunk of clusters at a time (`members` may
+    cover the pool from position `first` on)."""
     sizes = members.sizes[clusters]
     at = 0
     while at < clusters.size:  # a chunk of clusters whose members fit _CHUNK_ROWS (one big cluster alone)
@@ -114,7 +139,7 @@ def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.nda
         while end < clusters.size and total + sizes[end] <= _CHUNK_ROWS:
             total += int(sizes[end])
             end += 1
-        parts = [members.of(int(c)) for c in clusters[at:end]]
+        parts = [members.of(int(c)) + first for c in clusters[at:end]]
         positions = np.concatenate(parts)
         if positions.size:
             feats = normalized(rows.take(positions), copy=False)
@@ -185,8 +210,9 @@ class PoolSearch:
     large enough for brute force to cost more than `BRUTE_PAIRS` pair products."""
 
     def __init__(self, rows: Rows, centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
-                 *, nprobe: int = NPROBE, brute_pairs: int | None = None):
+                 *, nprobe: int = NPROBE, brute_pairs: int | None = None, ordered: OrderedPool | None = None):
         self.rows = rows
+        self.ordered = ordered
         self.nprobe = int(nprobe)
         self.brute_pairs = BRUTE_PAIRS if brute_pairs is None else int(brute_pairs)
         self.centroids = None if centroids is None else np.asarray(centroids, dtype=np.float32)
@@ -206,7 +232,8 @@ class PoolSearch:
         x = np.atleast_2d(x)
         if not self.indexed or self.rows.n * x.shape[0] <= self.brute_pairs:
             return brute_nearest(self.rows, x, exclude=exclude)
-        return ivf_nearest(self.rows, self.centroids, self.members(), x, nprobe=self.nprobe, exclude=exclude)
+        return ivf_nearest(self.rows, self.centroids, self.members(), x, nprobe=self.nprobe, exclude=exclude,
+                           ordered=self.ordered)
 
     def threshold(self, percentile: float, sample: int, seed: int = 0) -> float:
         """The `percentile` of sampled pool rows' cosine to their nearest other pool row (`novelty.py`)."""

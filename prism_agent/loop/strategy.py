@@ -103,16 +103,19 @@ class Vanilla(Strategy):
 def _pool_search(ctx: RunContext, r: int):
     """Nearest-pool-row search over the run's feature store (memmapped, never loaded whole), through round r's
     clustering as an inverted-file index when the round has one that covers at most the pool
-    (`cluster/ivf.py`); brute force otherwise, or when the search is small."""
+    (`cluster/ivf.py`; on large pools with the fit's rows in cluster order, `cluster/ordered.py`); brute
+    force otherwise, or when the search is small."""
     from prism_agent.cluster.artifacts import committed_rounds
     from prism_agent.cluster.ivf import PoolSearch
+    from prism_agent.cluster.ordered import ordered_for_round
     from prism_agent.cluster.rows import StoreRows
     from prism_agent.gradients.store import FeatureStore
 
     rows = StoreRows(FeatureStore.load(ctx.paths.features))
     if ctx.paths.clusters.is_dir() and r in committed_rounds(ctx.paths.clusters):
         round_ = _cluster_round(ctx, r)
-        return PoolSearch(rows, round_.centroids, round_.labels)
+        ordered = ordered_for_round(ctx.paths.clusters, r, rows, round_.labels, round_.k)
+        return PoolSearch(rows, round_.centroids, round_.labels, ordered=ordered)
     return PoolSearch(rows)
 
 
