@@ -42,7 +42,7 @@ def small_min_rows(monkeypatch):
 
 def test_the_ordered_search_finds_what_the_store_search_finds(tmp_path, small_min_rows):
     rows = grow(tmp_path / "f", 3000, 1)
-    fit, _ = cluster_round(rows, CFG, tmp_path / "c", 1)
+    cluster_round(rows, CFG, tmp_path / "c", 1)
     rows = grow(tmp_path / "f", 200, 2)  # committed after the fit: the search reads them from the store
     update, plan = cluster_round(rows, CFG, tmp_path / "c", 2)
     assert plan.kind == "update" and update.n == 3200

@@ -196,3 +196,28 @@ def test_gain_and_novelty_strategies_use_a_saved_clustering(tmp_path, monkeypatc
     for name in ("gain", "novelty"):
         kept, _ = get_strategy(name).decide(ctx, 1, feats)
         assert sorted(kept) == [2, 3], name
+
+
+def test_nearest_rows_looked_up_only_for_candidates_that_can_be_kept_give_the_same_decisions():
+    """A lookup instead of every candidate's nearest row: asked only for candidates with a positive gain
+    (score above the entropy), in a few batches, and the picks are exactly those with every row up front."""
+    pool = _pool(20_000, 16)
+    cands = np.concatenate([_pool(600, 16, seed=8), pool[:40]])  # typical rows, some copies of pool rows
+    _, where = nearest(pool, cands)
+    refs = pool[where]
+    asked: list[np.ndarray] = []
+
+    def lookup(idx: np.ndarray) -> np.ndarray:
+        asked.append(idx.copy())
+        return refs[idx]
+
+    up_front = first_order_keep(_gram(pool), len(pool), cands, refs, shift=0.002)
+    lazy = first_order_keep(_gram(pool), len(pool), cands, lookup, shift=0.002)
+    assert lazy == up_front and len(up_front.order) > 0
+    looked_up = np.concatenate(asked)
+    assert looked_up.size == np.unique(looked_up).size  # each candidate at most once
+    assert set(up_front.order) <= set(looked_up.tolist())
+    assert looked_up.size < 0.8 * len(cands)  # the rest never needed a search
+    few = cands[:30]  # the exact greedy (affordable for a few candidates) asks for every row at once
+    assert keep_by_gain(_gram(pool), len(pool), few, lambda idx: refs[idx]) == keep_by_gain(
+        _gram(pool), len(pool), few, refs[:30])

@@ -144,10 +144,14 @@ def exact_affordable(b: int, n: int, dim: int) -> bool:
     return b * (b + 1) * float(r + 1) ** 3 <= EXACT_BUDGET
 
 
-def keep_by_gain(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.ndarray) -> GainPicks:
-    """The gain rule: the exact greedy where affordable (`exact_affordable`), else first-order (`gain_fast`)."""
-    if exact_affordable(np.atleast_2d(rows).shape[0], n, np.asarray(gram).shape[0]):
-        return greedy_gain_keep(gram, n, rows, nearest)
+def keep_by_gain(gram: np.ndarray, n: int, rows: np.ndarray, nearest) -> GainPicks:
+    """The gain rule: the exact greedy where affordable (`exact_affordable`), else first-order (`gain_fast`).
+    `nearest`: each candidate's nearest pool row, (b, d), or a lookup from candidate indices to those rows,
+    asked only for what the rule needs (`gain_fast.first_order_keep`)."""
+    b = np.atleast_2d(rows).shape[0]
+    if exact_affordable(b, n, np.asarray(gram).shape[0]):
+        refs = nearest(np.arange(b)) if callable(nearest) else nearest
+        return greedy_gain_keep(gram, n, rows, refs)
     from prism_agent.diversity.gain_fast import first_order_keep
 
     return first_order_keep(gram, n, rows, nearest)

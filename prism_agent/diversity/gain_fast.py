@@ -28,6 +28,7 @@ is measured in BENCHMARKS.md ("Acceptance rules at scale").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from prism_agent.diversity.vendi import vendi_from_eigenvalues
 
 SHIFT = 0.005  # a block's kept rows, as a fraction of the rows in K, before the scores are recomputed
 MAX_BLOCKS = 64  # refreshes at most (each O(d³ + b·d²)); what is still deferred after them is not kept
+Lookup = Callable[[np.ndarray], np.ndarray]  # candidate indices → their nearest pool rows (rows of zeros: none)
 COPY = 1.0 - 1e-6  # a cosine this close to 1 is a copy of its nearest row (float32 features), never kept
 _CHUNK = 256  # candidates compared with the kept set per matrix product
 _ROWS = 4096  # candidates projected per matrix product
@@ -77,16 +79,32 @@ def _g_vendi(gram: np.ndarray, m: int) -> float:
     return vendi_from_eigenvalues(np.clip(np.linalg.eigvalsh(gram), 0.0, None) / m) if m else 0.0
 
 
-def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.ndarray, *,
+def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.ndarray | Lookup, *,
                      shift: float = SHIFT, max_blocks: int = MAX_BLOCKS) -> GainPicks:
-    """The greedy gain rule with first-order gains (module docstring); arguments as `gain.greedy_gain_keep`.
-    The recorded gains and floors are first-order; `before` and `after` are exact G-Vendi."""
-    x, ref = unit_rows(rows), unit_rows(nearest)
+    """The greedy gain rule with first-order gains (module docstring); arguments as `gain.greedy_gain_keep`,
+    except that `nearest` may be a lookup (candidate indices → their nearest pool rows), asked only for the
+    candidates that can still be kept: a floor is 0 or more, so only a candidate whose score beats the
+    entropy (positive gain) ever needs one. On a large pool the nearest-row search is most of the decision
+    and about half of a round's candidates have no positive gain. The decisions are those of passing every
+    nearest row up front. The recorded gains and floors are first-order; `before` and `after` are exact
+    G-Vendi."""
+    x = unit_rows(rows)
     b = x.shape[0]
     gram = np.array(gram, dtype=np.float64)
     m = int(n)
     before = _g_vendi(gram, m)
-    pool_cos = np.einsum("ij,ij->i", x, ref)
+    ref = np.zeros_like(x)
+    pool_cos = np.zeros(b)
+    have = np.zeros(b, dtype=bool)
+
+    def fetch(idx: np.ndarray) -> None:
+        found = unit_rows(nearest(idx) if callable(nearest) else np.asarray(nearest)[idx])
+        ref[idx] = found
+        pool_cos[idx] = np.einsum("ij,ij->i", x[idx], found)
+        have[idx] = True
+
+    if not callable(nearest):
+        fetch(np.arange(b))
     x32 = x.astype(np.float32)
     taken = np.zeros(b, dtype=bool)
     order: list[int] = []
@@ -96,10 +114,11 @@ def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.nda
         spec = _Spectrum(gram, m)
         q_x = spec.q(x)
         left = np.flatnonzero(~taken)
-        q_ref = np.full(b, -np.inf)
-        q_ref[left] = spec.q(ref[left])
+        hopeful = left[(q_x[left] > spec.h) & ~have[left]]  # positive gain, no nearest row yet
+        if hopeful.size:
+            fetch(hopeful)
         ranked = left[np.argsort(-q_x[left], kind="stable")]
-        block = _block(x32, order, ranked, pool_cos, q_x, q_ref, spec, max(1, math.ceil(shift * m)))
+        block = _block(x32, ref, order, ranked, pool_cos, q_x, spec, max(1, math.ceil(shift * m)))
         if not block:
             break
         for i, g, f in block:
@@ -113,37 +132,39 @@ def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.nda
     return GainPicks(order, gains, floors, before, _g_vendi(gram, m))
 
 
-def _block(x32: np.ndarray, kept: list[int], ranked: np.ndarray, pool_cos: np.ndarray, q_x: np.ndarray,
-           q_ref: np.ndarray, spec: _Spectrum, cap: int) -> list[tuple[int, float, float]]:
-    """One block: candidates in `ranked` order, each kept when it beats its floor, until `cap` are kept."""
+def _block(x32: np.ndarray, ref: np.ndarray, kept: list[int], ranked: np.ndarray, pool_cos: np.ndarray,
+           q_x: np.ndarray, spec: _Spectrum, cap: int) -> list[tuple[int, float, float]]:
+    """One block: candidates in `ranked` order, each kept when it beats its floor, until `cap` are kept.
+
+    A chunk's tests are computed together (its nearest rows, scores and floors; the pool references' scores
+    only for chunks the block reaches); only the candidates that pass them are then walked in order, for
+    the one test that depends on what this chunk keeps (a nearer candidate kept just before) and the cap."""
     earlier = np.asarray(kept, dtype=np.int64)  # kept in previous blocks: part of K
     earlier_rows = x32[earlier]
     out: list[tuple[int, float, float]] = []
     for lo in range(0, ranked.size, _CHUNK):
         chunk = ranked[lo : lo + _CHUNK]
         rows = x32[chunk]
-        best_cos, best_ref = np.full(chunk.size, -np.inf), np.full(chunk.size, -1, dtype=np.int64)
+        cos, ref_q = pool_cos[chunk].copy(), spec.q(ref[chunk])
         if earlier.size:
             sims = rows @ earlier_rows.T
             arg = sims.argmax(axis=1)
-            best_cos, best_ref = sims[np.arange(chunk.size), arg].astype(np.float64), earlier[arg]
+            best_cos = sims[np.arange(chunk.size), arg].astype(np.float64)
+            nearer = best_cos > cos
+            cos[nearer], ref_q[nearer] = best_cos[nearer], q_x[earlier[arg[nearer]]]
         fresh = np.asarray([i for i, _, _ in out], dtype=np.int64)  # kept in this block: not yet in K
         near_fresh = (rows @ x32[fresh].T).max(axis=1) if fresh.size else np.full(chunk.size, -np.inf)
+        gain = spec.gain(q_x[chunk])
+        floor = np.maximum(0.0, spec.gain(ref_q))
+        # deferred when its nearest row joined this block (decided next block, against it); a copy never
+        passing = (near_fresh <= cos) & (cos < COPY) & (gain > floor + 1e-12 * np.maximum(1.0, np.abs(floor)))
         within = rows @ rows.T  # candidates of this chunk kept before one another
         added: list[int] = []  # chunk-local positions of this chunk's kept candidates
-        for j, i in enumerate(chunk):
-            fresh_cos = max(float(near_fresh[j]), float(within[j, added].max()) if added else -math.inf)
-            cos, ref_q = pool_cos[i], q_ref[i]
-            if best_cos[j] > cos:
-                cos, ref_q = best_cos[j], q_x[best_ref[j]]
-            if fresh_cos > cos:
-                continue  # its nearest row joined this block: decided next block, against it
-            if cos >= COPY:
-                continue
-            gain, floor = float(spec.gain(q_x[i])), max(0.0, float(spec.gain(ref_q)))
-            if gain > floor + 1e-12 * max(1.0, abs(floor)):
-                out.append((int(i), gain, floor))
-                added.append(j)
-                if len(out) >= cap:
-                    return out
+        for j in np.flatnonzero(passing):
+            if added and float(within[j, added].max()) > cos[j]:
+                continue  # a candidate kept earlier in this chunk is its nearest row: next block
+            out.append((int(chunk[j]), float(gain[j]), float(floor[j])))
+            added.append(int(j))
+            if len(out) >= cap:
+                return out
     return out

@@ -164,10 +164,14 @@ class Gain(_Rule):
 
         search = _pool_search(ctx, r)
         gram, n = pool_gram(ctx)  # the running Gram matrix the measure step keeps (diversity/gram.py)
-        where = search.nearest(feats).positions
-        refs = np.zeros_like(feats, dtype=np.float32)  # no pool row (an empty pool): a zero row, floor 0
-        refs[where >= 0] = search.rows.take(where[where >= 0])
-        picks = keep_by_gain(gram, n, feats, refs)
+
+        def nearest_rows(idx: np.ndarray) -> np.ndarray:  # searched only for candidates the rule may keep
+            where = search.nearest(feats[idx]).positions
+            refs = np.zeros((idx.size, feats.shape[1]), dtype=np.float32)  # no pool row (empty pool): floor 0
+            refs[where >= 0] = search.rows.take(where[where >= 0])
+            return refs
+
+        picks = keep_by_gain(gram, n, feats, nearest_rows)
         return picks.order, {i: {"gain": round(g, 6), "floor": round(f, 6)}
                              for i, g, f in zip(picks.order, picks.gains, picks.floors, strict=True)}
 
