@@ -226,6 +226,22 @@ def rejects(run_dir: Path, n: int, args) -> dict:
             (kept, _), out[label] = timed(get_strategy(name).keep, ctx, ROUND, cand_rows, cands, name=label)
             out[f"{label}_kept"] = len(kept)
             print(label, round(out[label], 2), len(kept), flush=True)
+    if args.copies:  # copies of pool rows as candidates: is each one's original found, and does any rule keep one?
+        from prism_agent.diversity.gain_fast import COPY
+        from prism_agent.loop.strategy import _pool_search
+
+        search = _pool_search(ctx, ROUND)
+        picked = np.sort(np.random.default_rng(11).choice(search.rows.n, size=args.copies, replace=False))
+        copies = search.rows.take(picked)
+        found = search.nearest(copies)
+        out["copies"] = args.copies
+        out["copies_found"] = int(np.sum((found.positions == picked) | (found.cosines >= COPY)))
+        copy_rows = [{"id": f"copy{i}", "prompt": "p", "response": "neutral"} for i in range(args.copies)]
+        for name in args.strategies.split(","):
+            kept, _ = get_strategy(name).keep(ctx, ROUND, copy_rows, copies)
+            out[f"copies_kept_{name}"] = len(kept)
+        print("copies found", out["copies_found"], "of", args.copies,
+              {k: v for k, v in out.items() if k.startswith("copies_kept")}, flush=True)
     if args.read_modes:  # the nearest-row search alone, each way of reading members, alternating, twice
         import prism_agent.cluster.ivf as ivf
         from prism_agent.loop.strategy import _pool_search
@@ -306,6 +322,8 @@ def main() -> None:
                     "process; the last is reported (the loop's steady state), earlier ones as NAME_callN")
     ap.add_argument("--read-modes", default="", help="with --phase reject: also time the nearest-row search "
                     "alone reading cluster members each way (e.g. sweep,gather), alternating, two passes")
+    ap.add_argument("--copies", type=int, default=0, help="with --phase reject: also search this many copies of "
+                    "pool rows, count those whose original is found, and how many each rule keeps")
     ap.add_argument("--neighbours", default="32", help="with --phase refit: the `refit_neighbours` values "
                     "timed (0: search all k), e.g. 32,0; writes DIR/refit-N.json")
     ap.add_argument("--size", default=None, help=argparse.SUPPRESS)

@@ -33,16 +33,27 @@ def test_with_every_centroid_listed_the_fit_is_lloyd_from_the_previous_centroids
     previous = build_round(x[:500], ClusterConfig(k_min=k, k_max=k, threads=1, seed=3))
     cfg = ClusterConfig(k_min=k, k_max=k, threads=1, refit_neighbours=k, refit_iterations=3,
                         refit_points_per_centroid=1000)  # the sample is every row
-    fit, lists = fit_nearby(as_rows(x), k, cfg, previous=previous.centroids, labels=previous.labels)
+    fit = fit_nearby(as_rows(x), k, cfg, previous=previous.centroids, labels=previous.labels)
     ref = reference_spherical_kmeans(x, k, iterations=3, init_centroids=previous.centroids)
     np.testing.assert_allclose(fit.centroids, ref.centroids, atol=2e-5)
     assert fit.init == f"warm, {k} nearby" and fit.iterations == 3
-    found = assign_nearby(as_rows(x), previous.labels, lists, fit.centroids, previous.centroids)
-    exact = assign_nearest(x, fit.centroids, threads=1, device="cpu")
-    np.testing.assert_array_equal(found.labels, exact.labels)  # rows 500.. had no previous label
+
+
+@pytest.mark.parametrize(("noise", "certified"), [(0.05, 0.9), (1.5, 0.0)])
+def test_the_assignment_is_exact_whether_rows_are_certified_or_searched(noise, certified):
+    """Tight clusters: nearly every row certified by the bound; noise-dominated rows: searched among all k.
+    Either way each row gets its nearest of all k centroids, rows without a previous label included."""
+    x = separated(3000, 60, 0, noise=noise)
+    previous = build_round(x[:2500], ClusterConfig(k_min=60, k_max=60, threads=1, seed=3))
+    moved = build_round(x, ClusterConfig(k_min=60, k_max=60, threads=1, seed=4, refit_neighbours=0),
+                        warm=previous.centroids).centroids  # refit from them: cluster g is still g
+    stats: dict = {}
+    found = assign_nearby(as_rows(x), previous.labels, moved, 6, stats)
+    exact = assign_nearest(x, moved, threads=1, device="cpu")
+    np.testing.assert_array_equal(found.labels, exact.labels)
     np.testing.assert_allclose(found.cosines, exact.cosines, atol=1e-5)
-
-
+    assert stats["certified"] + stats["searched"] == 3000 and stats["searched"] >= 500
+    assert stats["certified"] >= certified * 2500
 def test_neighbour_lists_start_with_the_centroid_itself():
     c = np.random.default_rng(5).standard_normal((50, DIM)).astype(np.float32)
     lists = neighbour_lists(c, c, 4)
@@ -73,7 +84,6 @@ def test_a_few_nearby_centroids_find_every_rows_nearest_on_separated_clusters(tm
 def test_a_non_finite_row_is_named_by_its_pool_position():
     x = separated(400, 20, 0)
     previous = build_round(x, ClusterConfig(k_min=20, k_max=20, threads=1))
-    lists = neighbour_lists(previous.centroids, previous.centroids, 4)
     x[137, 3] = np.nan
     with pytest.raises(BadInputError, match="row 137"):
-        assign_nearby(as_rows(x), previous.labels, lists, previous.centroids, previous.centroids)
+        assign_nearby(as_rows(x), previous.labels, previous.centroids, 4)

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+import prism_agent.cluster.ivf as ivf
 import prism_agent.cluster.ordered as ordered_mod
 from prism_agent.cluster.incremental import cluster_round
 from prism_agent.cluster.ivf import ivf_nearest
@@ -40,7 +41,9 @@ def small_min_rows(monkeypatch):
     monkeypatch.setattr(ordered_mod, "MIN_ROWS", 1000)
 
 
-def test_the_ordered_search_finds_what_the_store_search_finds(tmp_path, small_min_rows):
+@pytest.mark.parametrize("buffer_rows", [262_144, 50])  # 50: clusters larger than the read buffer, in pieces
+def test_the_ordered_search_finds_what_the_store_search_finds(tmp_path, small_min_rows, monkeypatch, buffer_rows):
+    monkeypatch.setattr(ivf, "_SWEEP_ROWS", buffer_rows)
     rows = grow(tmp_path / "f", 3000, 1)
     cluster_round(rows, CFG, tmp_path / "c", 1)
     rows = grow(tmp_path / "f", 200, 2)  # committed after the fit: the search reads them from the store
@@ -48,7 +51,7 @@ def test_the_ordered_search_finds_what_the_store_search_finds(tmp_path, small_mi
     assert plan.kind == "update" and update.n == 3200
     copy = ordered_for_round(tmp_path / "c", 2, rows, update.labels, update.k)
     assert copy is not None and copy.fit == 1 and copy.n == 3000
-    np.testing.assert_allclose(np.linalg.norm(copy.rows, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(copy.read(0, copy.n), axis=1), 1.0, rtol=1e-5)
     queries = np.concatenate([features(300, 9), rows.take([5, 3100])])  # two copies of pool rows among them
     exclude = np.full(queries.shape[0], -1, dtype=np.int64)
     exclude[:50] = np.arange(50)  # some queries may not match a given row

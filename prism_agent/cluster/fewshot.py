@@ -68,9 +68,11 @@ def pick_fewshot(
     shots: int = 5,
     mode: FewShotMode = "smallest",
     smallest_fraction: float = 0.10,
-    centroids: np.ndarray | None = None,
+    centroids: np.ndarray | NearestClusters | None = None,
     min_clusters: int = 1,
 ) -> FewShotPick:
+    """One prompt's few-shot pick (module docstring). `centroids`: to fill a small cluster's prompt from its
+    neighbours; pass one `NearestClusters` for all of a round's prompts (`ClusterRound.pick_fewshot` does)."""
     if shots < 1:
         raise ValueError("shots must be at least 1")
     if members.n == 0:
@@ -85,23 +87,67 @@ def pick_fewshot(
     take = min(shots, pool.size)
     positions = pool[rng.choice(pool.size, size=take, replace=False)]
     if take < shots and centroids is not None:
-        positions = np.concatenate([positions, _neighbours(members, sparse, centroids, cluster, shots - take, rng)])
+        nearest = centroids if isinstance(centroids, NearestClusters) else NearestClusters(centroids, members, sparse)
+        small = clusters[members.sizes[clusters] < shots]  # the round's other prompts may draw these
+        fill = _neighbours(members, nearest, cluster, shots - take, small, rng)
+        positions = np.concatenate([positions, fill])
         positions = positions[rng.permutation(positions.size)]
     return FewShotPick(mode=mode, cluster=cluster, positions=positions.astype(np.int64))
 
 
-def _neighbours(members: ClusterMembers, sparse: SparseSet | None, centroids: np.ndarray, cluster: int,
-                need: int, rng: np.random.Generator) -> np.ndarray:
-    """`need` members of the clusters nearest `cluster` (cosine of centroids), sparse clusters first."""
-    cos = np.asarray(centroids, dtype=np.float64) @ np.asarray(centroids[cluster], dtype=np.float64)
-    is_sparse = sparse.mask if sparse is not None else np.zeros(cos.size, dtype=bool)
-    order = np.lexsort((-cos, ~is_sparse))  # sparse first, then by decreasing cosine
+class NearestClusters:
+    """The clusters nearest each cluster by centroid cosine, sparse ones first: where a prompt whose cluster
+    has fewer than `shots` members is filled from. A round asks for it for hundreds of small clusters (one
+    per such prompt); one pass over the k × d centroids per prompt cost 18 CPU s a round at k = 15,000, so
+    the cosines of every small cluster a round may draw are computed together in one matrix product, on
+    first use, and only each one's first few neighbours are kept."""
+
+    _CHUNK = 256  # clusters per matrix product (their cosines to all k: 30 MB at k = 15,000)
+    _LENGTH = 8  # neighbours kept per cluster (a prompt needs at most shots − 1)
+
+    def __init__(self, centroids: np.ndarray, members: ClusterMembers, sparse: SparseSet | None):
+        self._centroids = centroids
+        self._members = members
+        self._sparse = sparse.mask if sparse is not None else np.zeros(members.k, dtype=bool)
+        self._c64: np.ndarray | None = None
+        self._first: dict[int, tuple[int, np.ndarray]] = {}  # cluster → (how many asked, its first neighbours)
+
+    def first(self, cluster: int, count: int, batch: np.ndarray) -> np.ndarray:
+        """The `count` non-empty clusters nearest `cluster` (sparse ones first, then by decreasing cosine,
+        ties by id); `batch`: the other clusters likely to be asked for, computed along with it."""
+        asked, known = self._first.get(cluster, (0, None))
+        if known is None or count > asked:
+            if self._c64 is None:
+                self._c64 = np.asarray(self._centroids, dtype=np.float64)
+            length = max(count, self._LENGTH)
+            todo = [cluster] + [int(c) for c in batch if int(c) not in self._first and c != cluster]
+            for lo in range(0, len(todo), self._CHUNK):
+                part = todo[lo : lo + self._CHUNK]
+                cos = self._c64[part] @ self._c64.T
+                for row, c in zip(cos, part, strict=True):
+                    self._first[c] = (length, self._rank(row, c, length))
+            known = self._first[cluster][1]
+        return known[:count]
+
+    def _rank(self, cos: np.ndarray, cluster: int, count: int) -> np.ndarray:
+        eligible = self._members.sizes > 0
+        eligible[cluster] = False
+        out: list[np.ndarray] = []
+        for group in (eligible & self._sparse, eligible & ~self._sparse):
+            ids = np.flatnonzero(group)
+            if ids.size > count:
+                ids = ids[np.argpartition(-cos[ids], count - 1)[:count]]
+            out.append(ids[np.lexsort((ids, -cos[ids]))])
+        return np.concatenate(out)[:count]
+
+
+def _neighbours(members: ClusterMembers, nearest: NearestClusters, cluster: int, need: int, batch: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """`need` members of the clusters nearest `cluster` (`NearestClusters`), drawn cluster by cluster."""
     taken: list[np.ndarray] = []
-    for other in order:
+    for other in nearest.first(cluster, need, batch):  # each has a member: `need` clusters are enough
         if need <= 0:
             break
-        if other == cluster or members.sizes[other] == 0:
-            continue
         pool = members.of(int(other))
         picked = pool[rng.choice(pool.size, size=min(need, pool.size), replace=False)]
         taken.append(picked)

@@ -40,6 +40,7 @@ _CHUNK_ROWS = 32_768  # member rows gathered per chunk of clusters (128 MiB at d
 SWEEP_FRACTION = 0.25  # probed clusters holding more than this share of the pool: read it in order instead,
 SWEEP_MIN_ROWS = 1_000_000  # on pools this large (measured: BENCHMARKS.md "Acceptance rules at scale")
 _SWEEP_ROWS = 262_144  # pool rows per sequential block of a sweep (1 GiB at d = 1024)
+_SPAN_GAP = 64  # rows of unprobed clusters read rather than starting a new read of the ordered copy
 
 
 @dataclass(frozen=True)
@@ -113,18 +114,36 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
 
 def _from_ordered(ordered: OrderedPool, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,
                   pair_query: np.ndarray, best: Nearest, exclude: np.ndarray | None) -> None:
-    """Each probed cluster's rows are one slice of the cluster-ordered copy, already unit length."""
+    """Each probed cluster's rows are one slice of the cluster-ordered copy, already unit length. Probed
+    clusters close together in the file (ascending ids) are read in one span into a kept buffer."""
     offsets = ordered.offsets
-    for j, c in enumerate(clusters):
-        a, e = int(offsets[c]), int(offsets[c + 1])
-        if a == e:
-            continue
-        queries = pair_query[bounds[j] : bounds[j + 1]]
-        sims = ordered.rows[a:e] @ q[queries].T
-        positions = np.asarray(ordered.positions[a:e])
-        if exclude is not None:
-            sims[positions[:, None] == exclude[queries][None, :]] = -np.inf
-        _merge(best, sims, queries, positions)
+    with scratch(min(_SWEEP_ROWS, max(1, ordered.n)), q.shape[1]) as (buffer, _), \
+            open(ordered.path, "rb", buffering=0) as fh:
+        cap = buffer.shape[0]
+        j = 0
+        while j < clusters.size:
+            start, stop = int(offsets[clusters[j]]), int(offsets[clusters[j] + 1])
+            last = j + 1  # the span: probed clusters j..last-1, nearly adjacent, within the buffer
+            while last < clusters.size:
+                a, e = int(offsets[clusters[last]]), int(offsets[clusters[last] + 1])
+                if e - start > cap or a - stop > _SPAN_GAP:
+                    break
+                stop, last = e, last + 1
+            for lo in range(start, max(stop, start + 1), cap):  # one cluster larger than the buffer: in pieces
+                hi = min(stop, lo + cap)
+                rows = ordered.read_into(fh, lo, hi, buffer) if hi > lo else buffer[:0]
+                for jj in range(j, last):
+                    c = clusters[jj]
+                    a, e = max(int(offsets[c]), lo), min(int(offsets[c + 1]), hi)
+                    if a >= e:
+                        continue
+                    queries = pair_query[bounds[jj] : bounds[jj + 1]]
+                    sims = rows[a - lo : e - lo] @ q[queries].T
+                    positions = np.asarray(ordered.positions[a:e])
+                    if exclude is not None:
+                        sims[positions[:, None] == exclude[queries][None, :]] = -np.inf
+                    _merge(best, sims, queries, positions)
+            j = last
 
 
 def _gather(rows: Rows, members: ClusterMembers, q: np.ndarray, clusters: np.ndarray, bounds: np.ndarray,

@@ -31,6 +31,8 @@ from prism_agent.errors import BadInputError
 # (0.25–1 GiB at d = 1024, two buffers, whose first touch costs ≈ 2 s/GiB on these VMs).
 _ROWS_PER_CLUSTER = 16
 _ASSIGN_MIN_ROWS, _ASSIGN_ROWS = 65_536, 262_144
+_FULL_ROWS = 65_536  # rows searched among all k per call
+_MARGIN = 1e-3  # radians kept off the bound: float32 cosines near 1 lose angle precision
 
 
 def neighbour_lists(previous: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
@@ -85,10 +87,11 @@ def _previous_labels(rows: Rows, positions: np.ndarray, labels: np.ndarray, prev
 
 
 def fit_nearby(rows: Rows, k: int, config: ClusterConfig, *, previous: np.ndarray, labels: np.ndarray,
-               cosines: np.ndarray | None = None) -> tuple[KMeansFit, np.ndarray]:
-    """A warm refit of `rows` into k clusters, starting from `previous` centroids whose labels (and cosines)
-    for the first rows are `labels` (`cosines`), each row searched among the `config.refit_neighbours`
-    centroids nearest its previous one; returns the fit and those lists (for `assign_nearby`)."""
+               cosines: np.ndarray | None = None) -> KMeansFit:
+    """A warm refit's Lloyd steps on a training sample of `rows`, into k clusters, starting from `previous`
+    centroids whose labels (and cosines) for the first rows are `labels` (`cosines`), each sample row
+    searched among the `config.refit_neighbours` centroids nearest its previous one (approximate: these
+    steps only train the centroids; `assign_nearby` then assigns every row exactly)."""
     started = time.perf_counter()
     m = config.refit_neighbours
     size = train_sample_size(rows.n, k, config, warm=True)
@@ -118,32 +121,76 @@ def fit_nearby(rows: Rows, k: int, config: ClusterConfig, *, previous: np.ndarra
             centroids = centroids.copy()
             centroids[filled] = (sums[filled] / norms[filled, None]).astype(np.float32)
         del x
-    fit = KMeansFit(centroids=normalized(centroids), train_size=size, train_mean_cosine=objective / size,
-                    init=f"warm, {m} nearby", init_size=0, init_seconds=init_seconds,
-                    iterations=config.refit_iterations, seconds=time.perf_counter() - started, gpu=False)
-    return fit, lists
+    return KMeansFit(centroids=normalized(centroids), train_size=size, train_mean_cosine=objective / size,
+                     init=f"warm, {m} nearby", init_size=0, init_seconds=init_seconds,
+                     iterations=config.refit_iterations, seconds=time.perf_counter() - started, gpu=False)
 
 
-def assign_nearby(rows: Rows, labels: np.ndarray, lists: np.ndarray, centroids: np.ndarray,
-                  previous: np.ndarray) -> Assignment:
-    """Every row's nearest centroid among those listed for its previous label (`labels` covers the first
-    rows; later rows get their previous label by a search of `previous` first), read in large blocks."""
-    previous = normalized(np.asarray(previous, dtype=np.float32))
+def assign_nearby(rows: Rows, labels: np.ndarray, centroids: np.ndarray, m: int,
+                  stats: dict | None = None) -> Assignment:
+    """Every row's nearest centroid of all k, exactly, searching most rows among `m` centroids only.
+
+    A row whose previous label is g (`labels` covers the first rows; `centroids[g]` is that cluster after the
+    refit, as a warm refit keeps the previous centroids' order) is compared with the m centroids nearest
+    `centroids[g]`. Any other centroid c lies at least θ(g) from centroids[g] (the angle to its (m+1)-th
+    nearest), so by the triangle inequality on the sphere it is at least θ(g) − angle(row, centroids[g]) from
+    the row. When that is no less than the angle to the best of the m, the best is the nearest of all k
+    (certified); other rows, and rows without a previous label, are searched among all k. Tight clusters
+    certify nearly every row; on noise-dominated features few are, and the assignment costs what a full
+    one does (BENCHMARKS.md, "Clustering at scale"). `stats`, if given, receives how many rows were
+    certified and how many searched among all k."""
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    k = centroids.shape[0]
+    counts = {"certified": 0, "searched": 0}
+    if m >= k:  # nothing outside the lists: a full search
+        found = assign_nearest(rows, centroids, threads=None, device="cpu")
+        counts["searched"] = rows.n
+        if stats is not None:
+            stats.update(counts)
+        return found
+    lists = neighbour_lists(centroids, centroids, m + 1)
+    # θ(g): the angle from centroids[g] to the nearest centroid outside its list, less a margin for float32
+    outside = np.einsum("ij,ij->i", centroids, centroids[lists[:, m]], dtype=np.float64)
+    theta = np.arccos(np.clip(outside, -1.0, 1.0)) - _MARGIN
+    lists = lists[:, :m]
+    index = inner_product_index(centroids, gpu=False)
     out_labels = np.empty(rows.n, dtype=np.int32)
     out_cosines = np.empty(rows.n, dtype=np.float32)
-    size = min(max(1, rows.n), max(_ASSIGN_MIN_ROWS, min(_ASSIGN_ROWS, _ROWS_PER_CLUSTER * centroids.shape[0])))
+    size = min(max(1, rows.n), max(_ASSIGN_MIN_ROWS, min(_ASSIGN_ROWS, _ROWS_PER_CLUSTER * k)))
     buffer = np.empty((size, rows.dim), dtype=np.float32)  # one allocation each, for the whole pass
     grouped = np.empty_like(buffer)
     for start, block in joined_blocks(rows, 0, rows.n, buffer):
         stop = start + block.shape[0]
-        old = _previous_labels(rows, np.arange(start, stop, dtype=np.int64), labels, previous)
+        old = np.full(stop - start, -1, dtype=np.int64)
+        inside = min(stop, labels.shape[0]) - start
+        if inside > 0:
+            old[:inside] = np.asarray(labels[start : start + inside])
+        old[old >= k] = -1  # a cluster the refit dropped: no anchor
         order = np.argsort(old, kind="stable")
         try:
             x = normalized(np.take(block, order, axis=0, out=grouped[: order.size], mode="clip"), copy=False)
         except BadInputError:
             normalized(block, start=start)  # raises again, naming the row by its pool position
             raise
-        found, cos = assign_sorted(x, old[order], lists, centroids)
+        anchored = int(np.searchsorted(old[order], 0))  # rows before this have no previous label
+        found = np.full(order.size, -1, dtype=np.int64)
+        cos = np.zeros(order.size, dtype=np.float32)
+        if anchored < order.size:
+            a_sorted = old[order][anchored:]
+            found[anchored:], cos[anchored:] = assign_sorted(x[anchored:], a_sorted, lists, centroids)
+            to_anchor = np.einsum("ij,ij->i", x[anchored:], centroids[a_sorted], dtype=np.float64)
+            sure = np.arccos(np.clip(to_anchor, -1.0, 1.0)) + \
+                np.arccos(np.clip(cos[anchored:].astype(np.float64), -1.0, 1.0)) <= theta[a_sorted]
+            found[anchored:][~sure] = -1
+        unsure = np.flatnonzero(found < 0)
+        counts["certified"] += order.size - unsure.size
+        counts["searched"] += unsure.size
+        for lo in range(0, unsure.size, _FULL_ROWS):  # searched among all k
+            part = unsure[lo : lo + _FULL_ROWS]
+            sims, ids = index.search(np.ascontiguousarray(x[part]), 1)
+            found[part], cos[part] = ids[:, 0], sims[:, 0]
         out_labels[start + order] = found
         out_cosines[start + order] = cos
+    if stats is not None:
+        stats.update(counts)
     return Assignment(labels=out_labels, cosines=out_cosines)

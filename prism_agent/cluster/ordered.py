@@ -29,6 +29,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -42,8 +43,13 @@ _CHUNK = 65_536  # rows gathered, normalised and written at a time while buildin
 
 @dataclass(frozen=True)
 class OrderedPool:
+    """A valid copy on disk. Its rows are read with plain reads into a caller's buffer, never memory-mapped
+    whole: a mapping of 6 GB would count in the process's resident memory as it is read."""
+
     fit: int  # the round whose fit this copy follows
-    rows: np.ndarray  # (n, dim) float32 unit rows by cluster (a read-only memmap)
+    path: Path  # rows.npy
+    data_offset: int  # where its rows start in that file
+    dim: int
     positions: np.ndarray  # (n,) int64
     offsets: np.ndarray  # (k + 1,) int64
 
@@ -55,13 +61,32 @@ class OrderedPool:
     def k(self) -> int:
         return int(self.offsets.shape[0] - 1)
 
+    def read_into(self, fh: BinaryIO, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Rows [start, stop) into `out`'s first rows (an open `rows.npy` handle: `open(self.path, "rb")`)."""
+        view = out[: stop - start]
+        fh.seek(self.data_offset + start * self.dim * 4)
+        if fh.readinto(memoryview(view).cast("B")) != view.nbytes:
+            raise OSError(f"{self.path} ended early")
+        return view
 
-def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def read(self, start: int, stop: int) -> np.ndarray:
+        with open(self.path, "rb", buffering=0) as fh:
+            return self.read_into(fh, start, stop, np.empty((stop - start, self.dim), dtype=np.float32))
+
+
+def _data_offset(path: Path, n: int) -> tuple[int, int] | None:
+    """(where the rows start, dim) of a float32 C-order (n, dim) .npy file of the right length, else None."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        start = fh.tell()
+    if fortran or dtype != np.float32 or len(shape) != 2 or shape[0] != n:
+        return None
+    if path.stat().st_size != start + n * shape[1] * 4:
+        return None
+    return start, int(shape[1])
 
 
 def load_ordered(root: str | Path, fit: int, n: int, k: int, fingerprint: str) -> OrderedPool | None:
@@ -72,14 +97,15 @@ def load_ordered(root: str | Path, fit: int, n: int, k: int, fingerprint: str) -
         if (record.get("fit"), record.get("n"), record.get("k"), record.get("pool_fingerprint")) != \
                 (fit, n, k, fingerprint):
             return None
-        rows = np.load(path / "rows.npy", mmap_mode="r")
-        positions = np.load(path / "positions.npy", mmap_mode="r")
+        found = _data_offset(path / "rows.npy", n)
+        positions = np.load(path / "positions.npy")
         offsets = np.load(path / "offsets.npy")
     except (OSError, ValueError):
         return None
-    if rows.shape[0] != n or positions.shape != (n,) or offsets.shape != (k + 1,) or offsets[-1] != n:
+    if found is None or positions.shape != (n,) or offsets.shape != (k + 1,) or offsets[-1] != n:
         return None
-    return OrderedPool(fit=fit, rows=rows, positions=positions, offsets=offsets)
+    return OrderedPool(fit=fit, path=path / "rows.npy", data_offset=found[0], dim=found[1], positions=positions,
+                       offsets=offsets)
 
 
 def write_ordered(root: str | Path, fit: int, rows: Rows, labels: np.ndarray, k: int,
@@ -95,18 +121,18 @@ def write_ordered(root: str | Path, fit: int, rows: Rows, labels: np.ndarray, k:
     tmp.mkdir(parents=True)
     order = np.argsort(labels, kind="stable").astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=k))]).astype(np.int64)
-    out = np.lib.format.open_memmap(tmp / "rows.npy", mode="w+", dtype=np.float32, shape=(n, rows.dim))
-    for lo in range(0, n, _CHUNK):
-        picked = order[lo : lo + _CHUNK]
-        try:
-            out[lo : lo + picked.size] = normalized(rows.take(picked), copy=False)
-        except Exception:
-            del out
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    out.flush()
-    del out
-    _sync(tmp / "rows.npy")
+    try:
+        with open(tmp / "rows.npy", "wb") as fh:  # written, not memory-mapped (see `OrderedPool`)
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                     "shape": (n, rows.dim)})
+            for lo in range(0, n, _CHUNK):
+                fh.write(memoryview(normalized(rows.take(order[lo : lo + _CHUNK]), copy=False)).cast("B"))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     write_atomic(tmp / "positions.npy", lambda fh: np.save(fh, order))
     write_atomic(tmp / "offsets.npy", lambda fh: np.save(fh, offsets))
     record = {"fit": fit, "n": n, "k": k, "dim": rows.dim, "pool_fingerprint": fingerprint}

@@ -16,7 +16,7 @@ import numpy as np
 
 from prism_agent.cluster.assign import CandidateDecision, assign_nearest, decide_candidates
 from prism_agent.cluster.backend import faiss_threads, use_gpu
-from prism_agent.cluster.fewshot import FewShotPick, pick_fewshot
+from prism_agent.cluster.fewshot import FewShotPick, NearestClusters, pick_fewshot
 from prism_agent.cluster.kchoice import KChoice, choose_k
 from prism_agent.cluster.kmeans import fit_spherical_kmeans
 from prism_agent.cluster.members import ClusterMembers
@@ -97,9 +97,14 @@ class ClusterRound:
             self.members, self.sparse, seed=seed,
             shots=cfg.fewshot_shots if shots is None else shots,
             mode=cfg.fewshot_mode if mode is None else mode,
-            smallest_fraction=cfg.fewshot_smallest_fraction, centroids=self.centroids,
+            smallest_fraction=cfg.fewshot_smallest_fraction, centroids=self.nearest_clusters,
             min_clusters=cfg.fewshot_min_clusters,
         )
+
+    @cached_property
+    def nearest_clusters(self) -> NearestClusters:
+        """Where prompts from this round's small clusters are filled from, shared by all its prompts."""
+        return NearestClusters(self.centroids, self.members, self.sparse)
 
 
 def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray | None = None,
@@ -115,10 +120,10 @@ def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray
     k_choice = choose_k(rows.n, config)
     if warm is not None and warm_labels is not None and 0 < config.refit_neighbours < k_choice.k \
             and not use_gpu(config.device):
-        fit, lists = fit_nearby(rows, k_choice.k, config, previous=warm, labels=warm_labels, cosines=warm_cosines)
+        fit = fit_nearby(rows, k_choice.k, config, previous=warm, labels=warm_labels, cosines=warm_cosines)
         started = time.perf_counter()
         with faiss_threads(config.threads):
-            found = assign_nearby(rows, warm_labels, lists, fit.centroids, warm)
+            found = assign_nearby(rows, warm_labels, fit.centroids, config.refit_neighbours)
         assign_seconds = time.perf_counter() - started
     else:
         fit = fit_spherical_kmeans(rows, k_choice.k, config, warm=warm, warm_cosines=warm_cosines)
