@@ -9,9 +9,10 @@ clustering cost grow with the cube of its target. Instead round r's clustering i
   otherwise see the very same sparse set again; its own k-means seed gives it another one, see
   `steps.cluster_config`), and every round when `refit_growth = 0` or while the pool is smaller than
   `refit_every_round_below` rows (there a fit is cheap, and a kept clustering slowed G-Vendi's growth);
-- **warm**: a refit started from the previous centroids (`refit_iterations` Lloyd steps, new clusters
-  seeded where the old centroids cover the pool worst), once the pool has grown by `refit_growth` since
-  the last fit;
+- **warm**: a refit started from the previous centroids (`refit_iterations` Lloyd steps, each training row
+  compared with the `refit_neighbours` centroids near its previous one, `nearby.py`; new clusters seeded
+  where the old centroids cover the pool worst; then every row assigned among all k), once the pool has
+  grown by `refit_growth` since the last fit;
 - **update**: the previous centroids kept; the rows committed since the previous clustering each join
   their nearest centroid (the same assignment the reject step made for them), and the cluster sizes and
   the sparse set follow: O(batch·k·d) per round.

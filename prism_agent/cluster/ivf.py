@@ -12,12 +12,16 @@ memmaps, a chunk of clusters at a time, when the probed clusters hold a small sh
 they hold most of it (a round's 8,192 candidates × 8 probes touch nearly every cluster of a 1.5M pool), by
 reading the pool once in order in large blocks and comparing each block's rows with the candidates that
 probe their clusters, which costs one sequential read instead of a page fault per gathered row, plus two
-1 GiB block buffers whose first touch costs seconds on these VMs: it pays from about a million rows on.
+1 GiB block buffers (kept for the process's life, `scratch.py`): it pays from about a million rows on. At
+that size the rows of the clustering's fit are also kept in cluster order, unit length, in one file
+(`ordered.py`): then each probed cluster is one contiguous read and one product, and only the rows
+committed since the fit are gathered from the store.
 
 It is approximate: a row just across a cluster boundary can be missed. Its recall against brute force on
 clustered data is measured in `bench/bench_gain_scale.py` (BENCHMARKS.md, "Acceptance rules at scale").
-A copy of a pool row is always found: its nearest centroid is its original's (the labels come from the same
-nearest-centroid assignment), and that cluster is probed first. Small searches (n·b under `BRUTE_PAIRS`),
+A copy of a pool row is always found: its nearest centroid is its original's (every label is its row's nearest
+centroid of all k, found by the same search; `nearby.py` says why a refit keeps it so), and that cluster is
+probed first. Small searches (n·b under `BRUTE_PAIRS`),
 and pools without a clustering, are answered exactly by brute force.
 """
 

@@ -1,16 +1,18 @@
-"""A warm refit that compares each row with the centroids near its previous cluster's, not with all k.
+"""A warm refit's Lloyd steps, each training row compared with the centroids near its previous cluster's only.
 
-A warm refit starts from the previous centroids, and after a few Lloyd steps from there a row's new cluster is
-almost always one of the clusters around its old one. Searching all k centroids for every row costs n·k·d
-(at 1.5M rows and k = 15,000: 760 s on one thread, BENCHMARKS.md "Clustering at scale"); searching the
-`refit_neighbours` centroids nearest its previous centroid costs n·m·d, k/m times less. Both the Lloyd steps
-on the training sample and the final assignment of every pool row work this way: rows are grouped by their
-previous label, and each group is compared with its own short list of centroids in one matrix product.
+A warm refit starts from the previous centroids, and in a few Lloyd steps from there a row mostly moves
+between clusters around its old one. Each step of faiss' k-means compares every training row with all k
+centroids (n_train·k·d: at 1.5M rows, k = 15,000, about 470 of a refit's 760 CPU s on one thread,
+BENCHMARKS.md "Clustering at scale"); here a row is compared with the `refit_neighbours` centroids nearest
+its previous centroid, k/m times less: the training rows are grouped by their previous label, and each group
+is compared with its own short list in one matrix product. Empty clusters keep their seed.
 
-It is approximate: a row whose best centroid is not among the m nearest its old one gets the best of those m.
-How often that happens (recall against a full search) and what it does to decisions are measured in
-`bench/refit_cost.py` (BENCHMARKS.md). Rows without a previous label (committed after the previous
-clustering) are searched against all k, as are all rows when m ≥ k. Empty clusters keep their seed.
+Only the training is approximate: every pool row is then assigned among all k (`round.build_round`), so
+labels are each row's nearest centroid, as the nearest-row search (`ivf.py`) requires: it finds a copy of a
+pool row by probing the copy's nearest clusters. (An assignment restricted the same way gave labels whose
+cluster was outside a row's 8 nearest for 13 % of rows on the benchmark's noise-dominated features, and
+`gain` then kept 161 of 2,048 copies of pool rows; a triangle-inequality certificate of the restricted
+answer held for almost no row at d = 1024: BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -19,20 +21,11 @@ import time
 
 import numpy as np
 
-from prism_agent.cluster.assign import Assignment, assign_nearest
+from prism_agent.cluster.assign import assign_nearest
 from prism_agent.cluster.backend import faiss_threads, inner_product_index
 from prism_agent.cluster.kmeans import KMeansFit, train_positions, train_sample_size, warm_centroids
-from prism_agent.cluster.rows import Rows, joined_blocks, normalized
+from prism_agent.cluster.rows import Rows, normalized
 from prism_agent.config.cluster import ClusterConfig
-from prism_agent.errors import BadInputError
-
-# Pool rows per block of the final assignment: about `_ROWS_PER_CLUSTER` rows of each cluster, so the per-group
-# loop runs ≈ n / 16 times in all (a block holds a few rows of nearly every cluster), within [64K, 256K] rows
-# (0.25–1 GiB at d = 1024, two buffers, whose first touch costs ≈ 2 s/GiB on these VMs).
-_ROWS_PER_CLUSTER = 16
-_ASSIGN_MIN_ROWS, _ASSIGN_ROWS = 65_536, 262_144
-_FULL_ROWS = 65_536  # rows searched among all k per call
-_MARGIN = 1e-3  # radians kept off the bound: float32 cosines near 1 lose angle precision
 
 
 def neighbour_lists(previous: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
@@ -124,73 +117,3 @@ def fit_nearby(rows: Rows, k: int, config: ClusterConfig, *, previous: np.ndarra
     return KMeansFit(centroids=normalized(centroids), train_size=size, train_mean_cosine=objective / size,
                      init=f"warm, {m} nearby", init_size=0, init_seconds=init_seconds,
                      iterations=config.refit_iterations, seconds=time.perf_counter() - started, gpu=False)
-
-
-def assign_nearby(rows: Rows, labels: np.ndarray, centroids: np.ndarray, m: int,
-                  stats: dict | None = None) -> Assignment:
-    """Every row's nearest centroid of all k, exactly, searching most rows among `m` centroids only.
-
-    A row whose previous label is g (`labels` covers the first rows; `centroids[g]` is that cluster after the
-    refit, as a warm refit keeps the previous centroids' order) is compared with the m centroids nearest
-    `centroids[g]`. Any other centroid c lies at least θ(g) from centroids[g] (the angle to its (m+1)-th
-    nearest), so by the triangle inequality on the sphere it is at least θ(g) − angle(row, centroids[g]) from
-    the row. When that is no less than the angle to the best of the m, the best is the nearest of all k
-    (certified); other rows, and rows without a previous label, are searched among all k. Tight clusters
-    certify nearly every row; on noise-dominated features few are, and the assignment costs what a full
-    one does (BENCHMARKS.md, "Clustering at scale"). `stats`, if given, receives how many rows were
-    certified and how many searched among all k."""
-    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-    k = centroids.shape[0]
-    counts = {"certified": 0, "searched": 0}
-    if m >= k:  # nothing outside the lists: a full search
-        found = assign_nearest(rows, centroids, threads=None, device="cpu")
-        counts["searched"] = rows.n
-        if stats is not None:
-            stats.update(counts)
-        return found
-    lists = neighbour_lists(centroids, centroids, m + 1)
-    # θ(g): the angle from centroids[g] to the nearest centroid outside its list, less a margin for float32
-    outside = np.einsum("ij,ij->i", centroids, centroids[lists[:, m]], dtype=np.float64)
-    theta = np.arccos(np.clip(outside, -1.0, 1.0)) - _MARGIN
-    lists = lists[:, :m]
-    index = inner_product_index(centroids, gpu=False)
-    out_labels = np.empty(rows.n, dtype=np.int32)
-    out_cosines = np.empty(rows.n, dtype=np.float32)
-    size = min(max(1, rows.n), max(_ASSIGN_MIN_ROWS, min(_ASSIGN_ROWS, _ROWS_PER_CLUSTER * k)))
-    buffer = np.empty((size, rows.dim), dtype=np.float32)  # one allocation each, for the whole pass
-    grouped = np.empty_like(buffer)
-    for start, block in joined_blocks(rows, 0, rows.n, buffer):
-        stop = start + block.shape[0]
-        old = np.full(stop - start, -1, dtype=np.int64)
-        inside = min(stop, labels.shape[0]) - start
-        if inside > 0:
-            old[:inside] = np.asarray(labels[start : start + inside])
-        old[old >= k] = -1  # a cluster the refit dropped: no anchor
-        order = np.argsort(old, kind="stable")
-        try:
-            x = normalized(np.take(block, order, axis=0, out=grouped[: order.size], mode="clip"), copy=False)
-        except BadInputError:
-            normalized(block, start=start)  # raises again, naming the row by its pool position
-            raise
-        anchored = int(np.searchsorted(old[order], 0))  # rows before this have no previous label
-        found = np.full(order.size, -1, dtype=np.int64)
-        cos = np.zeros(order.size, dtype=np.float32)
-        if anchored < order.size:
-            a_sorted = old[order][anchored:]
-            found[anchored:], cos[anchored:] = assign_sorted(x[anchored:], a_sorted, lists, centroids)
-            to_anchor = np.einsum("ij,ij->i", x[anchored:], centroids[a_sorted], dtype=np.float64)
-            sure = np.arccos(np.clip(to_anchor, -1.0, 1.0)) + \
-                np.arccos(np.clip(cos[anchored:].astype(np.float64), -1.0, 1.0)) <= theta[a_sorted]
-            found[anchored:][~sure] = -1
-        unsure = np.flatnonzero(found < 0)
-        counts["certified"] += order.size - unsure.size
-        counts["searched"] += unsure.size
-        for lo in range(0, unsure.size, _FULL_ROWS):  # searched among all k
-            part = unsure[lo : lo + _FULL_ROWS]
-            sims, ids = index.search(np.ascontiguousarray(x[part]), 1)
-            found[part], cos[part] = ids[:, 0], sims[:, 0]
-        out_labels[start + order] = found
-        out_cosines[start + order] = cos
-    if stats is not None:
-        stats.update(counts)
-    return Assignment(labels=out_labels, cosines=out_cosines)

@@ -15,12 +15,12 @@ from functools import cached_property
 import numpy as np
 
 from prism_agent.cluster.assign import CandidateDecision, assign_nearest, decide_candidates
-from prism_agent.cluster.backend import faiss_threads, use_gpu
+from prism_agent.cluster.backend import use_gpu
 from prism_agent.cluster.fewshot import FewShotPick, NearestClusters, pick_fewshot
 from prism_agent.cluster.kchoice import KChoice, choose_k
 from prism_agent.cluster.kmeans import fit_spherical_kmeans
 from prism_agent.cluster.members import ClusterMembers
-from prism_agent.cluster.nearby import assign_nearby, fit_nearby
+from prism_agent.cluster.nearby import fit_nearby
 from prism_agent.cluster.rows import Rows, as_rows
 from prism_agent.cluster.sparse import SparseSet, sparse_clusters
 from prism_agent.config.cluster import ClusterConfig, FewShotMode, InitMethod
@@ -113,25 +113,21 @@ def build_round(source, config: ClusterConfig | None = None, *, warm: np.ndarray
 
     `warm`: centroids of the previous fit to start from (a refit, see `incremental.py`); `warm_cosines` and
     `warm_labels`: the leading pool rows' recorded cosines to them and labels (the cosines save searching
-    those rows again; with the labels each row is searched among the centroids near its old one only, on the
-    CPU, `nearby.py`)."""
+    those rows again; with the labels the training steps search each row among the centroids near its old one
+    only, on the CPU, `nearby.py`)."""
     config = config or ClusterConfig()
     rows: Rows = as_rows(source)
     k_choice = choose_k(rows.n, config)
     if warm is not None and warm_labels is not None and 0 < config.refit_neighbours < k_choice.k \
             and not use_gpu(config.device):
         fit = fit_nearby(rows, k_choice.k, config, previous=warm, labels=warm_labels, cosines=warm_cosines)
-        started = time.perf_counter()
-        with faiss_threads(config.threads):
-            found = assign_nearby(rows, warm_labels, fit.centroids, config.refit_neighbours)
-        assign_seconds = time.perf_counter() - started
     else:
         fit = fit_spherical_kmeans(rows, k_choice.k, config, warm=warm, warm_cosines=warm_cosines)
-        started = time.perf_counter()
-        found = assign_nearest(
-            rows, fit.centroids, batch_size=config.batch_size, threads=config.threads, device=config.device
-        )
-        assign_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    found = assign_nearest(  # every row among all k: labels are nearest centroids (`nearby.py` says why)
+        rows, fit.centroids, batch_size=config.batch_size, threads=config.threads, device=config.device
+    )
+    assign_seconds = time.perf_counter() - started
     sparse = sparse_clusters(found.sizes(k_choice.k), config.sparse_ratio)
     return ClusterRound(
         config=config,
