@@ -103,3 +103,15 @@ def test_a_copy_cut_short_or_for_another_pool_is_never_read(tmp_path, small_min_
     write_ordered(root, 1, rows, first.labels, first.k, "fingerprint-a")
     assert not torn.exists()
     assert load_ordered(root, 1, 3000, first.k, "fingerprint-a") is not None
+
+
+def test_a_few_candidates_on_a_large_pool_go_through_the_index_not_a_read_of_the_whole_pool(tmp_path, monkeypatch):
+    rows = grow(tmp_path / "f", 3000, 1)
+    fit, _ = cluster_round(rows, CFG, tmp_path / "c", 1)
+    searched = []
+    real = ivf.ivf_nearest
+    monkeypatch.setattr(ivf, "ivf_nearest", lambda *a, **kw: searched.append(1) or real(*a, **kw))
+    search = ivf.PoolSearch(rows, fit.centroids, fit.labels)
+    assert search.nearest(rows.take([7, 8])).positions.tolist() == [7, 8] and not searched  # brute: small pool
+    monkeypatch.setattr(ivf, "BRUTE_MAX_ROWS", 1000)
+    assert search.nearest(rows.take([7, 8])).positions.tolist() == [7, 8] and searched == [1]

@@ -21,8 +21,8 @@ It is approximate: a row just across a cluster boundary can be missed. Its recal
 clustered data is measured in `bench/bench_gain_scale.py` (BENCHMARKS.md, "Acceptance rules at scale").
 A copy of a pool row is always found: its nearest centroid is its original's (every label is its row's nearest
 centroid of all k, found by the same search; `nearby.py` says why a refit keeps it so), and that cluster is
-probed first. Small searches (n·b under `BRUTE_PAIRS`),
-and pools without a clustering, are answered exactly by brute force.
+probed first. Small searches (n·b under `BRUTE_PAIRS` on pools of
+at most `BRUTE_MAX_ROWS`), and pools without a clustering, are answered exactly by brute force.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from prism_agent.cluster.rows import Rows, blocks_from, joined_blocks, normalize
 from prism_agent.cluster.scratch import scratch
 
 NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md "Acceptance rules at scale"
-BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact
+BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact,
+BRUTE_MAX_ROWS = 262_144  # on pools up to this (brute force reads the whole pool, 1 GiB here at d = 1024:
+# `gain` looks up a few candidates at a time, which on a 1.5M pool would read 6 GB for each lookup)
 _BLOCK = 16_384  # pool rows per brute-force block
 _CHUNK_ROWS = 32_768  # member rows gathered per chunk of clusters (128 MiB at d = 1024)
 SWEEP_FRACTION = 0.25  # probed clusters holding more than this share of the pool: read it in order instead,
@@ -85,16 +87,17 @@ def brute_nearest(rows: Rows, x: np.ndarray, *, exclude: np.ndarray | None = Non
 
 def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: np.ndarray, *,
                 nprobe: int = NPROBE, exclude: np.ndarray | None = None,
-                ordered: OrderedPool | None = None) -> Nearest:
+                ordered: OrderedPool | None = None, index=None) -> Nearest:
     """Nearest pool row among the members of each row's `nprobe` nearest clusters (module docstring).
-    `ordered`: the clustering's first rows in cluster order (`ordered.py`), read instead of the store for them.
+    `ordered`: the clustering's first rows in cluster order (`ordered.py`), read instead of the store for them;
+    `index`: the centroids' inner-product index, when the caller keeps one.
     Rows past the clustering (`members.n`) are searched by brute force."""
     q = _unit32(x)
     b = q.shape[0]
     best = Nearest(np.full(b, -np.inf), np.full(b, -1, dtype=np.int64))
     if b == 0:
         return best
-    index = inner_product_index(normalized(centroids), gpu=False)
+    index = index if index is not None else inner_product_index(normalized(centroids), gpu=False)
     _, probes = index.search(q, min(nprobe, centroids.shape[0]))  # the same search that assigned the pool
     pair_cluster, pair_query = probes.ravel(), np.repeat(np.arange(b), probes.shape[1])
     keep = pair_cluster >= 0
@@ -229,8 +232,8 @@ def _sweep_with(rows: Rows, members: ClusterMembers, slot: np.ndarray, probing: 
 
 
 class PoolSearch:
-    """Nearest pool rows of a feature source, through a clustering when one is given and the search is
-    large enough for brute force to cost more than `BRUTE_PAIRS` pair products."""
+    """Nearest pool rows of a feature source, through a clustering when one is given and brute force would
+    cost more than `BRUTE_PAIRS` pair products or read a pool of more than `BRUTE_MAX_ROWS` rows."""
 
     def __init__(self, rows: Rows, centroids: np.ndarray | None = None, labels: np.ndarray | None = None,
                  *, nprobe: int = NPROBE, brute_pairs: int | None = None, ordered: OrderedPool | None = None):
@@ -241,6 +244,7 @@ class PoolSearch:
         self.centroids = None if centroids is None else np.asarray(centroids, dtype=np.float32)
         self._labels = labels
         self._members: ClusterMembers | None = None
+        self._index = None
 
     @property
     def indexed(self) -> bool:
@@ -253,10 +257,16 @@ class PoolSearch:
 
     def nearest(self, x: np.ndarray, *, exclude: np.ndarray | None = None) -> Nearest:
         x = np.atleast_2d(x)
-        if not self.indexed or self.rows.n * x.shape[0] <= self.brute_pairs:
+        if not self.indexed or (self.rows.n * x.shape[0] <= self.brute_pairs and self.rows.n <= BRUTE_MAX_ROWS):
             return brute_nearest(self.rows, x, exclude=exclude)
         return ivf_nearest(self.rows, self.centroids, self.members(), x, nprobe=self.nprobe, exclude=exclude,
-                           ordered=self.ordered)
+                           ordered=self.ordered, index=self._centroid_index())
+
+    def _centroid_index(self):
+        """Built once per search object: `gain` asks for nearest rows in a few batches."""
+        if self._index is None:
+            self._index = inner_product_index(normalized(self.centroids), gpu=False)
+        return self._index
 
     def threshold(self, percentile: float, sample: int, seed: int = 0) -> float:
         """The `percentile` of sampled pool rows' cosine to their nearest other pool row (`novelty.py`)."""

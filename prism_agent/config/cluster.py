@@ -61,10 +61,10 @@ class ClusterConfig(BaseModel):
     # a cold fit's as much as two cold fits with different seeds agree (BENCHMARKS.md, "Clustering at scale").
     refit_iterations: int = Field(3, ge=1)
     refit_points_per_centroid: int = Field(32, ge=1)
-    # A refit compares each row with the `refit_neighbours` centroids nearest its previous cluster's, not with
-    # all k: n·m·d instead of n·k·d for its Lloyd steps and its assignment of every pool row (760 s → XXX s at
-    # 1.5M rows, k = 15,000, one thread; recall and decisions in BENCHMARKS.md, "Clustering at scale").
-    # 0 searches all k (as on a GPU, where the full search is cheap).
+    # A refit's Lloyd steps compare each training row with the `refit_neighbours` centroids nearest its previous
+    # cluster's, not with all k (n_train·m·d instead of n_train·k·d); every pool row is then assigned among all k
+    # as before. At 1.5M rows, k = 15,000, one thread: the refit 760 → 433 CPU s (BENCHMARKS.md, "Clustering at
+    # scale"). 0 compares with all k (as on a GPU, where faiss' full search is cheap).
     refit_neighbours: int = Field(32, ge=0)
 
     # -- sparse set
