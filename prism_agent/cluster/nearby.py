@@ -2,10 +2,11 @@
 
 A warm refit starts from the previous centroids, and in a few Lloyd steps from there a row mostly moves
 between clusters around its old one. Each step of faiss' k-means compares every training row with all k
-centroids (n_train·k·d: at 1.5M rows, k = 15,000, about 470 of a refit's 760 CPU s on one thread,
-BENCHMARKS.md "Clustering at scale"); here a row is compared with the `refit_neighbours` centroids nearest
-its previous centroid, k/m times less: the training rows are grouped by their previous label, and each group
-is compared with its own short list in one matrix product. Empty clusters keep their seed.
+centroids (n_train·k·d: at 1.5M rows, k = 15,000, one thread, 469 of a refit's 1,060 wall seconds; 40 s
+here, and the whole refit 760 → 433 CPU s, BENCHMARKS.md "Clustering at scale"); here a row is compared
+with the `refit_neighbours` centroids nearest its previous centroid, k/m times less: the training rows are
+grouped by their previous label, and each group is compared with its own short list in one matrix product.
+Empty clusters keep their seed.
 
 Only the training is approximate: every pool row is then assigned among all k (`round.build_round`), so
 labels are each row's nearest centroid, as the nearest-row search (`ivf.py`) requires: it finds a copy of a
