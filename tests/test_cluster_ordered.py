@@ -115,3 +115,16 @@ def test_a_few_candidates_on_a_large_pool_go_through_the_index_not_a_read_of_the
     assert search.nearest(rows.take([7, 8])).positions.tolist() == [7, 8] and not searched  # brute: small pool
     monkeypatch.setattr(ivf, "BRUTE_MAX_ROWS", 1000)
     assert search.nearest(rows.take([7, 8])).positions.tolist() == [7, 8] and searched == [1]
+
+
+def test_a_copy_that_cannot_be_written_leaves_nothing_and_the_search_reads_the_store(tmp_path, small_min_rows,
+                                                                                    monkeypatch):
+    rows = grow(tmp_path / "f", 3000, 1)
+    first, _ = cluster_round(rows, CFG, tmp_path / "c", 1)
+
+    def full_disk(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ordered_mod.np.lib.format, "write_array_header_1_0", full_disk)
+    assert ordered_for_round(tmp_path / "c", 1, rows, first.labels, first.k) is None
+    assert not list((tmp_path / "c").glob(".ordered-*")) and not (tmp_path / "c" / DIRNAME).exists()

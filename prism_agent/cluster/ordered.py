@@ -153,7 +153,8 @@ def write_ordered(root: str | Path, fit: int, rows: Rows, labels: np.ndarray, k:
 
 def ordered_for_round(root: str | Path, r: int, rows: Rows, labels: np.ndarray, k: int) -> OrderedPool | None:
     """The copy for the fit that round r's saved clustering (`labels`, k clusters) rests on, built if missing;
-    None when that fit covers fewer than `MIN_ROWS` rows."""
+    None when that fit covers fewer than `MIN_ROWS` rows, or when it cannot be written (a full disk): it is
+    only a faster way to read the pool, so its absence never stops a run."""
     from prism_agent.cluster.artifacts import pool_fingerprint, read_record
     from prism_agent.cluster.incremental import PrefixRows, base_n
 
@@ -164,4 +165,9 @@ def ordered_for_round(root: str | Path, r: int, rows: Rows, labels: np.ndarray, 
     prefix = PrefixRows(rows, n)
     fingerprint = pool_fingerprint(prefix)
     found = load_ordered(root, fit, n, k, fingerprint)
-    return found if found is not None else write_ordered(root, fit, prefix, np.asarray(labels[:n]), k, fingerprint)
+    if found is not None:
+        return found
+    try:
+        return write_ordered(root, fit, prefix, np.asarray(labels[:n]), k, fingerprint)
+    except OSError:  # e.g. no room for 6 GB more: the search reads the feature store instead, slower
+        return None
