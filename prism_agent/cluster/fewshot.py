@@ -87,9 +87,11 @@ def pick_fewshot(
     take = min(shots, pool.size)
     positions = pool[rng.choice(pool.size, size=take, replace=False)]
     if take < shots and centroids is not None:
-        nearest = centroids if isinstance(centroids, NearestClusters) else NearestClusters(centroids, members, sparse)
-        small = clusters[members.sizes[clusters] < shots]  # the round's other prompts may draw these
-        fill = _neighbours(members, nearest, cluster, shots - take, small, rng)
+        if isinstance(centroids, NearestClusters):  # shared by a round's prompts: rank what they may draw too
+            nearest, batch = centroids, clusters[members.sizes[clusters] < shots]
+        else:  # a single pick: rank this cluster's neighbours only
+            nearest, batch = NearestClusters(centroids, members, sparse), clusters[:0]
+        fill = _neighbours(members, nearest, cluster, shots - take, batch, rng)
         positions = np.concatenate([positions, fill])
         positions = positions[rng.permutation(positions.size)]
     return FewShotPick(mode=mode, cluster=cluster, positions=positions.astype(np.int64))

@@ -136,9 +136,9 @@ def _from_ordered(ordered: OrderedPool, q: np.ndarray, clusters: np.ndarray, bou
                 if e - start > cap or a - stop > _SPAN_GAP:
                     break
                 stop, last = e, last + 1
-            for lo in range(start, max(stop, start + 1), cap):  # one cluster larger than the buffer: in pieces
+            for lo in range(start, stop, cap):  # one cluster larger than the buffer: in pieces (none if empty)
                 hi = min(stop, lo + cap)
-                rows = ordered.read_into(fh, lo, hi, buffer) if hi > lo else buffer[:0]
+                rows = ordered.read_into(fh, lo, hi, buffer)
                 for jj in range(j, last):
                     c = clusters[jj]
                     a, e = max(int(offsets[c]), lo), min(int(offsets[c + 1]), hi)

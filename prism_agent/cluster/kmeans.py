@@ -72,6 +72,17 @@ def kmeanspp_centroids(x: np.ndarray, k: int, config: ClusterConfig) -> tuple[np
     return np.ascontiguousarray(pool[seeds]), m
 
 
+def recorded_cosines(positions: np.ndarray, cosines: np.ndarray | None) -> np.ndarray | None:
+    """The previous clustering's recorded cosine of each sampled position, NaN past the rows it covered (for
+    `warm_centroids`); None without a record."""
+    if cosines is None:
+        return None
+    known = np.full(positions.size, np.nan)
+    inside = positions < len(cosines)
+    known[inside] = np.asarray(cosines)[positions[inside]]
+    return known
+
+
 def warm_centroids(x: np.ndarray, previous: np.ndarray, k: int, config: ClusterConfig,
                    cosines: np.ndarray | None = None) -> np.ndarray:
     """Seeds of a warm refit: the previous unit centroids, plus (when the grown pool asks for more clusters)
@@ -134,12 +145,7 @@ def fit_spherical_kmeans(rows: Rows, k: int, config: ClusterConfig, *, warm: np.
         init_started = time.perf_counter()
         init_centroids, init_size = None, 0  # "random": faiss draws k distinct training rows itself
         if warm is not None:
-            known = None
-            if warm_cosines is not None:
-                known = np.full(size, np.nan)
-                inside = positions < len(warm_cosines)
-                known[inside] = np.asarray(warm_cosines)[positions[inside]]
-            init_centroids = warm_centroids(x, warm, k, config, known)
+            init_centroids = warm_centroids(x, warm, k, config, recorded_cosines(positions, warm_cosines))
         elif config.init == "first-k":
             init_centroids = first_k_centroids(rows, k)
         elif config.init == "kmeans++":

@@ -24,7 +24,13 @@ import numpy as np
 
 from prism_agent.cluster.assign import assign_nearest
 from prism_agent.cluster.backend import faiss_threads, inner_product_index
-from prism_agent.cluster.kmeans import KMeansFit, train_positions, train_sample_size, warm_centroids
+from prism_agent.cluster.kmeans import (
+    KMeansFit,
+    recorded_cosines,
+    train_positions,
+    train_sample_size,
+    warm_centroids,
+)
 from prism_agent.cluster.rows import Rows, normalized
 from prism_agent.config.cluster import ClusterConfig
 
@@ -96,13 +102,8 @@ def fit_nearby(rows: Rows, k: int, config: ClusterConfig, *, previous: np.ndarra
         order = np.argsort(old, kind="stable")
         positions, old = positions[order], old[order]
         x = normalized(rows.take(positions), copy=False)
-        known = None
-        if cosines is not None:
-            known = np.full(size, np.nan)
-            inside = positions < len(cosines)
-            known[inside] = np.asarray(cosines)[positions[inside]]
         init_started = time.perf_counter()
-        centroids = warm_centroids(x, previous, k, config, known)
+        centroids = warm_centroids(x, previous, k, config, recorded_cosines(positions, cosines))
         lists = neighbour_lists(previous, centroids, m)
         init_seconds = time.perf_counter() - init_started
         objective = 0.0

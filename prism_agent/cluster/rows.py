@@ -96,7 +96,7 @@ def joined_blocks(rows: Rows, first: int, stop: int, buffer: np.ndarray) -> Iter
     """The pool's rows [first, stop) in consecutive blocks of up to `len(buffer)` rows, each copied into
     `buffer` (one allocation for the whole pass: on these VMs the first touch of fresh memory costs more than
     the copy). A run's store has one shard per round (≈ 1,000 rows), so shards are joined: the passes over
-    the pool that group a block's rows by cluster (`ivf.py`, `nearby.py`) loop over the block's clusters in
+    the pool that group a block's rows by cluster (`ivf.py`'s sweep) loop over the block's clusters in
     Python, and few large blocks keep that count near (pool / len(buffer)) · k."""
     held, at = 0, first
     for start, block in blocks_from(rows, first):
