@@ -183,9 +183,10 @@ def refit_again(run_dir: Path, n: int, args) -> dict:
     sampled rows whose label is their nearest of all k centroids."""
     from prism_agent.cluster.artifacts import load_round
     from prism_agent.cluster.assign import assign_nearest
+    from prism_agent.cluster.backend import faiss_threads, inner_product_index
     from prism_agent.cluster.incremental import PrefixRows
     from prism_agent.cluster.round import build_round
-    from prism_agent.cluster.rows import StoreRows
+    from prism_agent.cluster.rows import StoreRows, normalized
     from prism_agent.loop import steps
 
     ctx = context(run_dir, n, args)
@@ -200,9 +201,16 @@ def refit_again(run_dir: Path, n: int, args) -> dict:
                                             name=f"refit_{m}_s")
         exact = assign_nearest(rows.take(sample), result.centroids, threads=args.threads, device="cpu")
         out[f"refit_{m}_recall"] = float(np.mean(exact.labels == np.asarray(result.labels)[sample]))
+        # the same sample through faiss' exact fp32 search: whether the bf16 screen (`cluster/screen.py`), where
+        # it ran, gave the same labels (differences are fp32 ties)
+        with faiss_threads(args.threads):
+            _, ids = inner_product_index(normalized(result.centroids), gpu=False).search(
+                normalized(rows.take(sample)), 1)
+        out[f"refit_{m}_faiss_agree"] = float(np.mean(ids[:, 0] == exact.labels))
         out[f"refit_{m}_objective"] = float(np.mean(result.cosines))
         out[f"refit_{m}_fit"] = result.fit.to_dict()
-        print(m, round(out[f"refit_{m}_s"], 1), out[f"refit_{m}_recall"], out[f"refit_{m}_objective"], flush=True)
+        print(m, round(out[f"refit_{m}_s"], 1), out[f"refit_{m}_recall"], out[f"refit_{m}_objective"],
+              out[f"refit_{m}_faiss_agree"], flush=True)
     out["clocks"] = dict(OTHER)
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return out

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prism_agent.cluster.backend import faiss_threads, inner_product_index, use_gpu
+from prism_agent.cluster.backend import faiss_threads, use_gpu
 from prism_agent.cluster.rows import Rows, as_rows, normalized
+from prism_agent.cluster.screen import centroid_index, torch_threads
 from prism_agent.config.cluster import Device
 from prism_agent.errors import BadInputError
 
@@ -46,17 +47,22 @@ def assign_nearest(
     threads: int | None = None,
     device: Device = "auto",
 ) -> Assignment:
-    """Label every row of `source` (array, `FeatureStore` or `Rows`) with its nearest unit centroid."""
+    """Label every row of `source` (array, `FeatureStore` or `Rows`) with its nearest unit centroid.
+
+    On a CPU with native bf16 and enough centroids the product is screened in bf16 and the answer certified
+    and rescored in fp32 (`screen.py`, ≈ 2.4× faster at 1.5M rows); elsewhere it is faiss' exact search."""
     rows: Rows = as_rows(source)
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     if centroids.ndim != 2 or centroids.shape[0] == 0:
         raise ValueError("centroids must be a non-empty (k, dim) array")
     if rows.dim != centroids.shape[1]:
         raise BadInputError(f"features have dimension {rows.dim} but the centroids {centroids.shape[1]}")
-    index = inner_product_index(normalized(centroids), gpu=use_gpu(device))
+    unit_centroids = normalized(centroids)
+    gpu = use_gpu(device)
     labels = np.empty(rows.n, dtype=np.int32)
     cosines = np.empty(rows.n, dtype=np.float32)
-    with faiss_threads(threads):
+    index = centroid_index(unit_centroids, gpu=gpu)
+    with faiss_threads(threads), torch_threads(threads):
         for start, block in rows.iter_blocks(batch_size):
             sims, ids = index.search(normalized(block, start=start), 1)
             stop = start + block.shape[0]

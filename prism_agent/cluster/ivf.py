@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prism_agent.cluster.backend import inner_product_index
 from prism_agent.cluster.members import ClusterMembers
 from prism_agent.cluster.ordered import OrderedPool
 from prism_agent.cluster.rows import Rows, blocks_from, joined_blocks, normalized
 from prism_agent.cluster.scratch import scratch
+from prism_agent.cluster.screen import centroid_index
 
 NPROBE = 8  # clusters searched per candidate: recall measured in BENCHMARKS.md "Acceptance rules at scale"
 BRUTE_PAIRS = 2 * 10**8  # n·b up to this: brute force (≈ 3 s on one thread at d = 1024), exact,
@@ -97,7 +97,7 @@ def ivf_nearest(rows: Rows, centroids: np.ndarray, members: ClusterMembers, x: n
     best = Nearest(np.full(b, -np.inf), np.full(b, -1, dtype=np.int64))
     if b == 0:
         return best
-    index = index if index is not None else inner_product_index(normalized(centroids), gpu=False)
+    index = index if index is not None else centroid_index(normalized(centroids), gpu=False)
     _, probes = index.search(q, min(nprobe, centroids.shape[0]))  # the same search that assigned the pool
     pair_cluster, pair_query = probes.ravel(), np.repeat(np.arange(b), probes.shape[1])
     keep = pair_cluster >= 0
@@ -265,7 +265,7 @@ class PoolSearch:
     def _centroid_index(self):
         """Built once per search object: `gain` asks for nearest rows in a few batches."""
         if self._index is None:
-            self._index = inner_product_index(normalized(self.centroids), gpu=False)
+            self._index = centroid_index(normalized(self.centroids), gpu=False)
         return self._index
 
     def threshold(self, percentile: float, sample: int, seed: int = 0) -> float:

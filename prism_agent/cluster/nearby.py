@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from prism_agent.cluster.assign import assign_nearest
-from prism_agent.cluster.backend import faiss_threads, inner_product_index
+from prism_agent.cluster.backend import faiss_threads
 from prism_agent.cluster.kmeans import (
     KMeansFit,
     recorded_cosines,
@@ -32,12 +32,13 @@ from prism_agent.cluster.kmeans import (
     warm_centroids,
 )
 from prism_agent.cluster.rows import Rows, normalized
+from prism_agent.cluster.screen import centroid_index
 from prism_agent.config.cluster import ClusterConfig
 
 
 def neighbour_lists(previous: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
     """(k_previous, m) indices of the `m` centroids nearest each previous centroid, nearest first."""
-    index = inner_product_index(normalized(centroids), gpu=False)
+    index = centroid_index(normalized(centroids), gpu=False)
     _, lists = index.search(normalized(np.asarray(previous, dtype=np.float32)), min(m, centroids.shape[0]))
     return lists.astype(np.int64)
 
