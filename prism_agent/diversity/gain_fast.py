@@ -117,7 +117,9 @@ def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.nda
         hopeful = left[(q_x[left] > spec.h) & ~have[left]]  # positive gain, no nearest row yet
         if hopeful.size:
             fetch(hopeful)
+        # best first; a candidate without a positive gain can never beat its floor (≥ 0): not walked at all
         ranked = left[np.argsort(-q_x[left], kind="stable")]
+        ranked = ranked[q_x[ranked] > spec.h]
         block = _block(x32, ref, order, ranked, pool_cos, q_x, spec, max(1, math.ceil(shift * m)))
         if not block:
             break
