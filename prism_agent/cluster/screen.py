@@ -37,8 +37,11 @@ MIN_CENTROIDS = 256  # below this the fp32 product is cheap and the screen's ove
 _SCORES_BYTES = 1 << 27  # bf16 scores held per sub-block (128 MiB): rows = this / (2·k)
 _U = 2.0**-8  # unit roundoff of bf16 (8 significant bits, round to nearest)
 _PAIRS = 8_192  # (row, candidate) pairs rescored per chunk, in two kept 32 MiB buffers at d = 1024
-_pairs_lock = threading.Lock()
+# Kept for the process's life, as the search's block buffers (`scratch.py`): on these VMs fresh memory's first
+# touch costs more than the work done in it (a sub-block's product: 0.41 s fresh, 0.34 s into a kept buffer).
+_kept_lock = threading.Lock()
 _pair_buffers: list[np.ndarray] = []
+_scores_buffer: list = []
 
 
 def screen_available(k: int) -> bool:
@@ -97,8 +100,9 @@ class CentroidScreen:
         ids = np.empty((unit.shape[0], n), dtype=np.int64)
         cosines = np.empty((unit.shape[0], n), dtype=np.float32)
         step = self.rows_per_block
-        for lo in range(0, unit.shape[0], step):
-            cosines[lo : lo + step], ids[lo : lo + step] = self._block(unit[lo : lo + step], n)
+        with _kept_lock:  # one search at a time uses the kept buffers
+            for lo in range(0, unit.shape[0], step):
+                cosines[lo : lo + step], ids[lo : lo + step] = self._block(unit[lo : lo + step], n)
         return cosines, ids
 
     def _block(self, unit: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +115,9 @@ class CentroidScreen:
         a = (torch.linalg.vector_norm(rough.float() - x, dim=1) * self.rough_norm + x_norm * self.residual
              + self.gamma * rough_norm * self.rough_norm)
         keep = min(self.k, 4 * n + TOP)
-        top, ids = torch.topk(rough @ self.rough.T, keep, dim=1)  # the product: (rows, k) bf16
+        scores = _scores(torch, x.shape[0], self.k)
+        torch.matmul(rough, self.rough.T, out=scores)  # the product: (rows, k) bf16
+        top, ids = torch.topk(scores, keep, dim=1)
         top = top.float()
         b = _U / (1.0 - _U)
         nth = top[:, n - 1]
@@ -134,20 +140,27 @@ class CentroidScreen:
         return cosines.numpy(), picked.numpy()
 
 
+def _scores(torch, rows: int, k: int):
+    """A (rows, k) bf16 view of the kept scores buffer (`_SCORES_BYTES`), or a fresh array if it is larger."""
+    if rows * k * 2 > _SCORES_BYTES:
+        return torch.empty((rows, k), dtype=torch.bfloat16)
+    if not _scores_buffer:
+        _scores_buffer.append(torch.empty(_SCORES_BYTES // 2, dtype=torch.bfloat16))
+    return _scores_buffer[0][: rows * k].view(rows, k)
+
+
 def _pair_products(x: np.ndarray, c: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """x[rows[i]]·c[cols[i]] for each pair, gathered a chunk at a time into two kept buffers: fresh memory's
-    first touch costs more here than the gather itself (`scratch.py`)."""
+    """x[rows[i]]·c[cols[i]] for each pair, gathered a chunk at a time into two kept buffers."""
     out = np.empty(rows.size, dtype=np.float32)
-    with _pairs_lock:
-        if not _pair_buffers or _pair_buffers[0].shape[1] != x.shape[1]:
-            _pair_buffers[:] = [np.empty((_PAIRS, x.shape[1]), dtype=np.float32) for _ in range(2)]
-        left, right = _pair_buffers
-        for lo in range(0, rows.size, _PAIRS):
-            hi = min(rows.size, lo + _PAIRS)
-            a, b = left[: hi - lo], right[: hi - lo]
-            np.take(x, rows[lo:hi], axis=0, out=a, mode="clip")  # "clip": unbuffered (in range)
-            np.take(c, cols[lo:hi], axis=0, out=b, mode="clip")
-            np.einsum("ij,ij->i", a, b, out=out[lo:hi])
+    if not _pair_buffers or _pair_buffers[0].shape[1] != x.shape[1]:
+        _pair_buffers[:] = [np.empty((_PAIRS, x.shape[1]), dtype=np.float32) for _ in range(2)]
+    left, right = _pair_buffers
+    for lo in range(0, rows.size, _PAIRS):
+        hi = min(rows.size, lo + _PAIRS)
+        a, b = left[: hi - lo], right[: hi - lo]
+        np.take(x, rows[lo:hi], axis=0, out=a, mode="clip")  # "clip": unbuffered (in range)
+        np.take(c, cols[lo:hi], axis=0, out=b, mode="clip")
+        np.einsum("ij,ij->i", a, b, out=out[lo:hi])
     return out
 
 
