@@ -127,3 +127,13 @@ def test_the_pool_search_finds_copies_through_a_screened_probe(monkeypatch):
     found = search.nearest(pool[picked])
     assert np.allclose(found.cosines, 1.0, atol=1e-5)
     assert (pool[found.positions] == pool[picked]).all()
+
+
+def test_screens_of_different_sizes_share_the_kept_buffers_without_mixing_answers():
+    small, rows = crowded(seed=17, k=300, n=5000)
+    large, _ = crowded(seed=18, k=1200)
+    first = CentroidScreen(small).search(rows, 4)
+    CentroidScreen(large).search(rows[:777], 2)  # another shape in the same kept buffers in between
+    again = CentroidScreen(small).search(rows, 4)
+    assert (first[1] == again[1]).all() and (first[0] == again[0]).all()
+    check_nearest(rows, small, *again)
