@@ -14,6 +14,7 @@ The fast tests drive `GracefulStop` in this process with real signals. The slow 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -123,7 +124,9 @@ def _events(run_dir: Path) -> list[dict]:
 
 
 def _call_keys(run_dir: Path) -> set[str]:
-    with sqlite3.connect(run_dir / "calls.sqlite") as db:
+    """The logged call keys. Closing the last connection checkpoints SQLite's WAL into calls.sqlite, which
+    changes that file's bytes (not its content): take this before a byte snapshot, not after."""
+    with contextlib.closing(sqlite3.connect(run_dir / "calls.sqlite")) as db:
         return {k for (k,) in db.execute("SELECT key FROM calls")}
 
 
@@ -227,7 +230,8 @@ def test_other_task_is_refused_and_leaves_the_run_alone(stopped):
 def test_disk_full_on_resume_then_the_resume_completes(stopped):
     """Steps 3 and 4; runs last in this module because it finishes the run."""
     run_dir, args = stopped["run_dir"], stopped["args"]
-    before, calls_before = _snapshot(run_dir), _call_keys(run_dir)
+    calls_before = _call_keys(run_dir)  # first: its checkpoint must not count as the failed resume's change
+    before = _snapshot(run_dir)
     full = subprocess.run(args, capture_output=True, text=True, timeout=600, preexec_fn=_file_size_limit(4096))
     assert "resume with:" in _error_line(full)
     assert _committed(_snapshot(run_dir)) == _committed(before)
