@@ -50,7 +50,7 @@ def assign_nearest(
     """Label every row of `source` (array, `FeatureStore` or `Rows`) with its nearest unit centroid.
 
     On a CPU with native bf16 and enough centroids the product is screened in bf16 and the answer certified
-    and rescored in fp32 (`screen.py`, ≈ 2.4× faster at 1.5M rows); elsewhere it is faiss' exact search."""
+    and rescored in fp32 (`screen.py`, 2.4–2.9× faster at 1.5M rows); elsewhere it is faiss' exact search."""
     rows: Rows = as_rows(source)
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     if centroids.ndim != 2 or centroids.shape[0] == 0:
