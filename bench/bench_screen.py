@@ -37,7 +37,7 @@ def main() -> None:
     from prism_agent.cluster.artifacts import committed_rounds, load_round, round_dir
     from prism_agent.cluster.backend import inner_product_index
     from prism_agent.cluster.rows import normalized
-    from prism_agent.cluster.screen import _U, CentroidScreen
+    from prism_agent.cluster.screen import CentroidScreen
     from prism_agent.gradients.store import FeatureStore
 
     clusters = args.run_dir / "clusters"
@@ -74,12 +74,8 @@ def main() -> None:
         # the window the bound leaves, measured the way `screen.py` computes it
         xt = torch.from_numpy(x[:4096])
         rough = xt.bfloat16()
-        a = (torch.linalg.vector_norm(rough.float() - xt, dim=1) * screen.rough_norm + screen.residual
-             + screen.gamma * torch.linalg.vector_norm(rough.float(), dim=1) * screen.rough_norm)
         top = torch.topk(rough @ screen.rough.T, 200, dim=1).values.float()
-        b = _U / (1 - _U)
-        width = (2 * a + 2 * b * top[:, n - 1].abs()) / (1 - b)
-        window = (top >= (top[:, n - 1] - width)[:, None]).sum(dim=1).numpy()
+        window = (top >= (top[:, n - 1] - screen.width(xt, rough, top[:, n - 1]))[:, None]).sum(dim=1).numpy()
         out[name]["window_mean"] = float(window.mean())
         out[name]["window_p50_p99_max"] = [float(np.percentile(window, 50)), float(np.percentile(window, 99)),
                                            int(window.max())]

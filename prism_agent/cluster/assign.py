@@ -14,9 +14,10 @@ import numpy as np
 
 from prism_agent.cluster.backend import faiss_threads, use_gpu
 from prism_agent.cluster.rows import Rows, as_rows, normalized
-from prism_agent.cluster.screen import centroid_index, torch_threads
+from prism_agent.cluster.screen import centroid_index
 from prism_agent.config.cluster import Device
 from prism_agent.errors import BadInputError
+from prism_agent.models.threads import torch_threads
 
 
 @dataclass(frozen=True)

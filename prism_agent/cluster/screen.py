@@ -25,10 +25,7 @@ Used only where bf16 is native (`models/dtype.native_bf16`): without native kern
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -53,24 +50,6 @@ def screen_available(k: int) -> bool:
     return native_bf16("cpu")[0]
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Limit torch's intra-op threads (the screen's products) and restore them; a no-op where torch is not
-    loaded, which is where no screen was built."""
-    torch = sys.modules.get("torch")
-    if threads is None or torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    if int(threads) != before:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
 class CentroidScreen:
     """Unit centroids held in fp32 and bf16, with what the error bound needs about their rounding."""
 
@@ -91,6 +70,18 @@ class CentroidScreen:
         self.gamma = eps32 / (1.0 - eps32)
         self.rows_per_block = max(64, min(4096, _SCORES_BYTES // (2 * self.k)))
 
+    def width(self, x, rough, nth):
+        """W of the module docstring for each row: fp32 rows `x`, their bf16 roundings `rough`, and the n-th
+        largest bf16 score `nth` (torch tensors). The n nearest lie at or above nth − W."""
+        import torch
+
+        rough32 = rough.float()
+        a = (torch.linalg.vector_norm(rough32 - x, dim=1) * self.rough_norm
+             + torch.linalg.vector_norm(x, dim=1) * self.residual
+             + self.gamma * torch.linalg.vector_norm(rough32, dim=1) * self.rough_norm)
+        b = _U / (1.0 - _U)
+        return (2.0 * a + 2.0 * b * nth.abs()) / (1.0 - b)
+
     def search(self, unit: np.ndarray, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(cosines float32, ids int64), both (rows, n), best first: each unit row's `n` nearest centroids, as
         faiss' exact `IndexFlatIP.search` gives them (zero rows: centroids 0..n−1, cosine 0)."""
@@ -110,21 +101,15 @@ class CentroidScreen:
 
         x = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
         rough = x.to(torch.bfloat16)
-        x_norm = torch.linalg.vector_norm(x, dim=1)
-        rough_norm = torch.linalg.vector_norm(rough.float(), dim=1)
-        a = (torch.linalg.vector_norm(rough.float() - x, dim=1) * self.rough_norm + x_norm * self.residual
-             + self.gamma * rough_norm * self.rough_norm)
         keep = min(self.k, 4 * n + TOP)
         scores = _scores(torch, x.shape[0], self.k)
         torch.matmul(rough, self.rough.T, out=scores)  # the product: (rows, k) bf16
         top, ids = torch.topk(scores, keep, dim=1)
         top = top.float()
-        b = _U / (1.0 - _U)
         nth = top[:, n - 1]
-        width = (2.0 * a + 2.0 * b * nth.abs()) / (1.0 - b)
         # A hair wider than the bound, so that rounding in computing the threshold can only add candidates.
-        inside = top >= (nth - width * 1.0001 - 1e-7)[:, None]
-        wide = (inside[:, -1] & (keep < self.k)) | (x_norm == 0)
+        inside = top >= (nth - self.width(x, rough, nth) * 1.0001 - 1e-7)[:, None]
+        wide = (inside[:, -1] & (keep < self.k)) | (torch.linalg.vector_norm(x, dim=1) == 0)
         inside &= ~wide[:, None]
         rows, slots = torch.nonzero(inside, as_tuple=True)
         exact = torch.full((x.shape[0], keep), -torch.inf)

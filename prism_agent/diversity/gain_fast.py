@@ -114,12 +114,13 @@ def first_order_keep(gram: np.ndarray, n: int, rows: np.ndarray, nearest: np.nda
         spec = _Spectrum(gram, m)
         q_x = spec.q(x)
         left = np.flatnonzero(~taken)
-        hopeful = left[(q_x[left] > spec.h) & ~have[left]]  # positive gain, no nearest row yet
+        # only a candidate with a positive gain can beat its floor (≥ 0): the others are neither looked up nor
+        # walked
+        positive = left[q_x[left] > spec.h]
+        hopeful = positive[~have[positive]]  # no nearest row yet
         if hopeful.size:
             fetch(hopeful)
-        # best first; a candidate without a positive gain can never beat its floor (≥ 0): not walked at all
-        ranked = left[np.argsort(-q_x[left], kind="stable")]
-        ranked = ranked[q_x[ranked] > spec.h]
+        ranked = positive[np.argsort(-q_x[positive], kind="stable")]  # best first
         block = _block(x32, ref, order, ranked, pool_cos, q_x, spec, max(1, math.ceil(shift * m)))
         if not block:
             break

@@ -10,11 +10,9 @@ options as a continuation, all choice requests of a call together.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import contextmanager
 
 import torch
 
@@ -25,32 +23,10 @@ from prism_agent.generators.local_decode import Row, choice_logprobs, decode_row
 from prism_agent.generators.registry import register
 from prism_agent.generators.types import Completion, GenRequest, GenResult, Usage
 from prism_agent.models.dtype import backend_dtype
+from prism_agent.models.threads import torch_threads, usable_cores
 from prism_agent.seeds import row_seed
 
 __all__ = ["LocalGenerator"]
-
-
-@contextmanager
-def torch_threads(requested: int | None):
-    """Run a call with the role's CPU threads (default: every core this process may use), then restore the
-    process's setting: the featurizer in the same process keeps its own (one thread by default). Set in
-    the thread that computes, since a worker thread need not share the main thread's OpenMP setting."""
-    n = requested or _usable_cores()
-    before = torch.get_num_threads()
-    if n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != before:
-            torch.set_num_threads(before)
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class _Engine:
@@ -81,7 +57,7 @@ class _Engine:
 
     def decode_batch(self, rows: list[Row], threads: int | None = None) -> None:
         """Generate every row of one batch in place (tokens and finish reason)."""
-        with self.lock, torch_threads(threads), torch.inference_mode():
+        with self.lock, torch_threads(threads or usable_cores()), torch.inference_mode():
             decode_rows(self.model, rows, pad_id=self.pad_id, eos_ids=self.eos_ids, max_length=self.max_length,
                         device=self.device, decode=self.tokenizer.decode)
 
@@ -89,7 +65,7 @@ class _Engine:
                         threads: int | None = None) -> list[list[tuple[float, int]]]:
         """log p(option + end-of-turn | prompt) and the option's token count, per prompt and option."""
         seqs = [self.tokenizer(o, add_special_tokens=False)["input_ids"] + [self.eos_id] for o in options]
-        with self.lock, torch_threads(threads), torch.inference_mode():
+        with self.lock, torch_threads(threads or usable_cores()), torch.inference_mode():
             scores = choice_logprobs(self.model, prompts, seqs, pad_id=self.pad_id, device=self.device)
         return [[(lp, len(x) - 1) for lp, x in zip(row, seqs, strict=True)] for row in scores]
 
