@@ -50,7 +50,7 @@ def test_the_bf16_argmax_is_often_wrong_here_so_the_certificate_matters():
     assert (rough.argmax(1) != truth.argmax(1)).mean() > 0.1
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 32])
+@pytest.mark.parametrize("n", [1, 2, 8, 32, 290, 300])
 def test_screen_returns_the_exact_nearest(n):
     centroids, rows = crowded(seed=n)
     cosines, ids = CentroidScreen(centroids).search(rows, n)
@@ -86,7 +86,7 @@ def test_bad_requests_are_refused():
     centroids, rows = crowded()
     screen = CentroidScreen(centroids)
     with pytest.raises(ValueError):
-        screen.search(rows, centroids.shape[0])
+        screen.search(rows, centroids.shape[0] + 1)
     with pytest.raises(ValueError):
         CentroidScreen(centroids[:10])
     with pytest.raises(ValueError):

@@ -86,8 +86,8 @@ class CentroidScreen:
         """(cosines float32, ids int64), both (rows, n), best first: each unit row's `n` nearest centroids, as
         faiss' exact `IndexFlatIP.search` gives them (zero rows: centroids 0..n−1, cosine 0)."""
         n = int(n)
-        if not 1 <= n <= self.k - TOP:
-            raise ValueError(f"a screen of {self.k} centroids answers 1 to {self.k - TOP} nearest, not {n}")
+        if not 1 <= n <= self.k:
+            raise ValueError(f"a screen of {self.k} centroids answers 1 to {self.k} nearest, not {n}")
         ids = np.empty((unit.shape[0], n), dtype=np.int64)
         cosines = np.empty((unit.shape[0], n), dtype=np.float32)
         step = self.rows_per_block
